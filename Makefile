@@ -1,0 +1,38 @@
+# Set-up and everyday commands of the template repository. Needs only Python 3.11+, git and make:
+# the first target that runs installs uv into .tools/ and the locked tooling into .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/synced: $(UV) pyproject.toml uv.lock core/pyproject.toml
+	$(UV) sync --locked
+	touch $@
+
+## demo: generate a service with the defaults and show it working end to end
+demo: .venv/synced
+	$(UV) run --locked python -m harness.demo
+
+## test: the whole test suite (template, generated services, updates, core), in parallel
+test: .venv/synced
+	$(UV) run --locked pytest -n auto --dist loadgroup
+
+## lint: the template repository's own lint and type check
+lint: .venv/synced
+	$(UV) run --locked ruff check
+	$(UV) run --locked ruff format --check
+	$(UV) run --locked mypy
+
+## bench: benchmarks against their baselines; results in bench/results/
+bench: .venv/synced
+	$(UV) run --locked python -m bench
+
+clean:
+	rm -rf .tools .venv .demo bench/results

@@ -1,0 +1,48 @@
+"""Generating services with the real `copier` command."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from subprocess import CompletedProcess
+
+from harness.commands import run
+
+
+def copier_args(data: Mapping[str, str]) -> list[str]:
+    """`--data key=value` pairs, in a stable order."""
+    return [arg for key, value in sorted(data.items()) for arg in ("--data", f"{key}={value}")]
+
+
+def copy(
+    template: Path,
+    destination: Path,
+    data: Mapping[str, str],
+    *,
+    vcs_ref: str | None = None,
+    skip_tasks: bool = False,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> CompletedProcess[str]:
+    """`copier copy --trust --defaults` with the given answers (the template's tasks need --trust)."""
+    args: list[str] = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
+    if vcs_ref:
+        args += ["--vcs-ref", vcs_ref]
+    if skip_tasks:
+        args.append("--skip-tasks")
+    args += copier_args(data)
+    return run([*args, str(template), str(destination)], check=check, env=env)
+
+
+def update(
+    project: Path,
+    *extra: str,
+    data: Mapping[str, str] | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> CompletedProcess[str]:
+    """`copier update --trust --defaults` in a generated service (which must be a git repository)."""
+    args = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--quiet", *extra]
+    args += copier_args(data or {})
+    return run(args, cwd=project, check=check, env=env)

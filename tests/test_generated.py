@@ -1,0 +1,119 @@
+"""Generated services pass their own checks right after `copier copy`, with no edits.
+
+Each variant is copied with its tasks (git init, `uv lock` against the local core index), installed
+with `uv sync --locked`, and checked with the same commands its CI runs; then it is served.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from harness.commands import tool_env
+from harness.postgres import free_port
+from tests.services import GeneratedService, ServiceCache
+
+VARIANTS = {
+    "defaults": {},
+    "python-3.12": {"python_version": "3.12", "service_name": "billing-events", "package_name": "billing"},
+    "python-3.13": {"python_version": "3.13"},
+}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS])
+def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
+    return services.get(**VARIANTS[request.param])
+
+
+def test_post_copy_tasks_made_a_repository_with_a_lock(service: GeneratedService, core_index_url: str) -> None:
+    log = service.run("git", "log", "--format=%s").stdout.splitlines()
+    assert log == ["Generate from the service template"]
+    assert service.run("git", "status", "--porcelain").stdout == ""
+    lock = (service.path / "uv.lock").read_text()
+    assert f'source = {{ registry = "{core_index_url.removeprefix("file://")}' in lock
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("uv", "run", "--locked", "ruff", "check"),
+        ("uv", "run", "--locked", "ruff", "format", "--check"),
+        ("uv", "run", "--locked", "mypy"),
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_static_check_passes(service: GeneratedService, command: tuple[str, ...]) -> None:
+    service.run(*command)
+
+
+def test_test_suite_passes(service: GeneratedService) -> None:
+    output = service.run("uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider").stdout
+    passed = re.search(r"(\d+) passed", output)
+    assert passed, output
+    assert int(passed.group(1)) >= 20
+    assert " failed" not in output and " error" not in output
+
+
+@pytest.fixture
+def served(service: GeneratedService) -> Iterator[str]:
+    """The service started as its container starts it (`python -m <package>`), on a free port."""
+    port = free_port()
+    env = tool_env({**service.env, "HTTP_PORT": str(port)})
+    process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
+        ["uv", "run", "--locked", "python", "-m", service.package_name],
+        cwd=service.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base_url}/livez", timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, object]]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.headers["Content-Type"], json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], json.load(error)
+
+
+def test_service_serves_json_api(service: GeneratedService, served: str) -> None:
+    status, content_type, body = get_json(f"{served}/livez")
+    assert (status, content_type) == (200, "application/vnd.api+json")
+
+    status, content_type, body = get_json(f"{served}/v1/widgets")
+    assert (status, content_type) == (401, "application/vnd.api+json")
+    assert body["errors"]
+
+    token = service.run(
+        "uv", "run", "--locked", "python", "-c",
+        f"from {service.package_name}.settings import get_settings\n"
+        "from smplcore.testing import make_account_token\n"
+        "print(make_account_token(get_settings().core_settings(), account_id='acct-1'))",
+    ).stdout.strip()
+    status, content_type, body = get_json(f"{served}/v1/widgets", {"Authorization": f"Bearer {token}"})
+    assert (status, content_type) == (200, "application/vnd.api+json")
+    assert body["data"] == []
+    assert body["meta"]["total"] == 0  # type: ignore[index]
