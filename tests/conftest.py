@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,14 +12,9 @@ from harness.generate import copy
 from harness.postgres import PostgresUnavailableError, postgres_server
 from harness.template_repo import current_version, snapshot
 from tests.services import GeneratedService, ServiceCache
+from tests.tools import require_tool
 
-
-def require_tool(name: str, install_hint: str) -> str:
-    """The tool's path; a failing test (never a skip) saying how to install it when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"`{name}` is not installed; {install_hint}", pytrace=False)
-    return path
+__all__ = ["require_tool"]
 
 
 @pytest.fixture(scope="session")
