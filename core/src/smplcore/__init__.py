@@ -1,0 +1,129 @@
+"""smplcore: the shared core of smplkit services.
+
+JSON:API documents and errors, request logging, authentication and the subscription
+catalog, wired into a FastAPI app by :func:`install_core`. Every public name is importable
+from its module and from here.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from smplcore.app import install_core
+from smplcore.auth import (
+    AccountContext,
+    CurrentAccount,
+    CurrentInternalCaller,
+    InternalCaller,
+    TokenVerifier,
+    current_account,
+    internal_caller,
+    issue_internal_token,
+)
+from smplcore.catalog import DEFAULT_CATALOG, Catalog, Product, Tier, load_catalog, require_feature
+from smplcore.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    InternalServerError,
+    MethodNotAllowedError,
+    NotAcceptableError,
+    NotFoundError,
+    ServiceUnavailableError,
+    SmplkitError,
+    UnauthorizedError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+    error_document,
+    install_error_handlers,
+)
+from smplcore.jsonapi import (
+    JSONAPI_MEDIA_TYPE,
+    AttributesT,
+    CollectionDocument,
+    CreateDocument,
+    ExistingResource,
+    JsonApiResponse,
+    NewResource,
+    Page,
+    PageDep,
+    Resource,
+    ResourceDocument,
+    UpdateDocument,
+    collection_document,
+    page_params,
+    resource_document,
+)
+from smplcore.logging import RequestContextMiddleware, configure_logging, current_request_id
+from smplcore.settings import AuthSettings, CoreSettings
+
+if TYPE_CHECKING:  # the testing helpers need the `testing` extra: imported on first use
+    from smplcore.testing import assert_jsonapi_document as assert_jsonapi_document
+    from smplcore.testing import assert_jsonapi_response as assert_jsonapi_response
+    from smplcore.testing import make_account_token as make_account_token
+
+__version__ = "1.0.0"
+
+_TESTING_NAMES = frozenset(
+    {"assert_jsonapi_document", "assert_jsonapi_response", "make_account_token"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TESTING_NAMES:
+        from smplcore import testing  # noqa: PLC0415
+
+        return getattr(testing, name)
+    raise AttributeError(f"module 'smplcore' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_CATALOG",
+    "JSONAPI_MEDIA_TYPE",
+    "AccountContext",
+    "AttributesT",
+    "AuthSettings",
+    "BadRequestError",
+    "Catalog",
+    "CollectionDocument",
+    "ConflictError",
+    "CoreSettings",
+    "CreateDocument",
+    "CurrentAccount",
+    "CurrentInternalCaller",
+    "ExistingResource",
+    "ForbiddenError",
+    "InternalCaller",
+    "InternalServerError",
+    "JsonApiResponse",
+    "MethodNotAllowedError",
+    "NewResource",
+    "NotAcceptableError",
+    "NotFoundError",
+    "Page",
+    "PageDep",
+    "Product",
+    "RequestContextMiddleware",
+    "Resource",
+    "ResourceDocument",
+    "ServiceUnavailableError",
+    "SmplkitError",
+    "Tier",
+    "TokenVerifier",
+    "UnauthorizedError",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+    "UpdateDocument",
+    "__version__",
+    "collection_document",
+    "configure_logging",
+    "current_account",
+    "current_request_id",
+    "error_document",
+    "install_core",
+    "install_error_handlers",
+    "internal_caller",
+    "issue_internal_token",
+    "load_catalog",
+    "page_params",
+    "require_feature",
+    "resource_document",
+]

@@ -1,0 +1,338 @@
+"""Authentication: account tokens for public calls, internal tokens between services.
+
+Tokens are JWTs verified with PyJWT against an allow-list of algorithms (never ``none``),
+with every required claim enforced, a small leeway, and keys only from the settings.
+Verified tokens are cached (bounded, keyed by the token, ``exp`` re-checked on every hit,
+cleared when the settings or keys change).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Generic, TypeVar
+
+import jwt
+import jwt.exceptions
+from fastapi import Depends, Request
+from jwt.algorithms import get_default_algorithms
+
+from smplcore._context import request_context
+from smplcore.errors import UnauthorizedError
+from smplcore.settings import CoreSettings, check_service_name
+
+__all__ = [
+    "ACCOUNT_TOKEN_CLAIMS",
+    "INTERNAL_TOKEN_CLAIMS",
+    "MAX_INTERNAL_TOKEN_TTL",
+    "AccountContext",
+    "CurrentAccount",
+    "CurrentInternalCaller",
+    "InternalCaller",
+    "TokenVerifier",
+    "current_account",
+    "get_verifier",
+    "internal_caller",
+    "issue_internal_token",
+]
+
+ACCOUNT_TOKEN_CLAIMS: Final = ("iss", "aud", "sub", "exp", "iat", "account_id", "tier", "token_use")
+INTERNAL_TOKEN_CLAIMS: Final = ("iss", "aud", "sub", "exp", "iat", "token_use")
+INTERNAL_ALGORITHM: Final = "HS256"
+MAX_INTERNAL_TOKEN_TTL: Final = 300
+VERIFIER_STATE_KEY: Final = "smplcore_verifier"
+
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class AccountContext:
+    """Who calls a public endpoint: the user (``subject``), their account and its tier."""
+
+    subject: str
+    account_id: str
+    tier: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalCaller:
+    """The service that calls an internal endpoint (the token's issuer)."""
+
+    service: str
+
+
+_T = TypeVar("_T")
+
+
+class _Cache(Generic[_T]):
+    """Bounded map token -> (result, exp); oldest entries go first."""
+
+    __slots__ = ("_entries", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[_T, float]] = {}
+
+    def get(self, token: str) -> tuple[_T, float] | None:
+        return self._entries.get(token)
+
+    def put(self, token: str, result: _T, exp: float) -> None:
+        if self.size <= 0:
+            return
+        entries = self._entries
+        while len(entries) >= self.size:
+            del entries[next(iter(entries))]
+        entries[token] = (result, exp)
+
+    def discard(self, token: str) -> None:
+        self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _challenge(realm: str, error: str | None = None, description: str | None = None) -> str:
+    value = f'Bearer realm="{realm}"'
+    if error:
+        value += f', error="{error}"'
+    if description:
+        value += f', error_description="{description}"'
+    return value
+
+
+_FAILURES: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not yet valid"),
+    (jwt.InvalidAudienceError, "The token is not addressed to this service"),
+    (jwt.InvalidIssuerError, "The token was not issued by a trusted issuer"),
+    (jwt.exceptions.InvalidSubjectError, "The token's subject is invalid"),
+    (jwt.exceptions.InvalidJTIError, "The token's id is invalid"),
+    (jwt.InvalidSignatureError, "The token's signature does not verify"),
+    (jwt.InvalidAlgorithmError, "The token's algorithm is not allowed"),
+    (jwt.InvalidKeyError, "The token's algorithm is not allowed"),
+    (jwt.DecodeError, "The token is malformed"),
+)
+
+
+class TokenVerifier:
+    """Verifies account and internal tokens with the keys of one :class:`CoreSettings`.
+
+    ``clock`` returns the current Unix time (tests replace it). Use :meth:`update_settings`
+    on key rotation: it swaps the keys and clears the caches.
+    """
+
+    def __init__(self, settings: CoreSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.update_settings(settings)
+
+    def update_settings(self, settings: CoreSettings) -> None:
+        """Use new settings (e.g. rotated keys); every cached verification is dropped."""
+        auth = settings.auth
+        self.settings = settings
+        self._realm = settings.service_name
+        self._leeway = auth.leeway_seconds
+        algorithms = get_default_algorithms()
+        raw_key = auth.account_token_key.get_secret_value()
+        key: Any = algorithms[auth.account_token_algorithms[0]].prepare_key(raw_key)
+        public_key = getattr(key, "public_key", None)
+        if callable(public_key):  # a private key was configured: verify with its public half
+            key = public_key()
+        self._account_key = key if not isinstance(key, bytes) else raw_key
+        self._account_algorithms = list(auth.account_token_algorithms)
+        self._account_issuer = auth.account_token_issuer
+        self._account_audience = auth.account_token_audience
+        self._internal_secret = auth.internal_token_secret.get_secret_value()
+        self._account_cache: _Cache[AccountContext] = _Cache(auth.token_cache_size)
+        self._internal_cache: _Cache[InternalCaller] = _Cache(auth.token_cache_size)
+
+    def clear_cache(self) -> None:
+        """Forget every cached verification."""
+        self._account_cache.clear()
+        self._internal_cache.clear()
+
+    # -- failures
+
+    def _unauthorized(
+        self, detail: str, *, error: str | None = "invalid_token"
+    ) -> UnauthorizedError:
+        header = _challenge(self._realm, error, detail if error else None)
+        return UnauthorizedError(detail, headers={"WWW-Authenticate": header})
+
+    def _invalid(self, exc: jwt.PyJWTError) -> UnauthorizedError:
+        if isinstance(exc, jwt.MissingRequiredClaimError):
+            return self._unauthorized(f"The token lacks the required claim '{exc.claim}'")
+        for kind, detail in _FAILURES:
+            if isinstance(exc, kind):
+                return self._unauthorized(detail)
+        return self._unauthorized("The token is invalid")
+
+    def _cached(self, cache: _Cache[_T], token: str) -> _T | None:
+        entry = cache.get(token)
+        if entry is None:
+            return None
+        result, exp = entry
+        if exp <= self.clock() - self._leeway:
+            cache.discard(token)
+            raise self._unauthorized("The token has expired")
+        return result
+
+    def _decode(
+        self,
+        token: str,
+        *,
+        key: Any,
+        algorithms: list[str],
+        audience: str,
+        claims: tuple[str, ...],
+        issuer: str | None,
+    ) -> dict[str, Any]:
+        if len(token) > _MAX_TOKEN_LENGTH:
+            raise self._unauthorized("The token is malformed")
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=audience,
+                issuer=issuer,
+                leeway=self._leeway,
+                options={"require": list(claims), "verify_signature": True},
+            )
+        except jwt.PyJWTError as exc:
+            raise self._invalid(exc) from None
+        return payload
+
+    # -- account tokens
+
+    def verify_account(self, token: str) -> AccountContext:
+        """The account a valid account token speaks for; :class:`UnauthorizedError` otherwise."""
+        cached = self._cached(self._account_cache, token)
+        if cached is not None:
+            return cached
+        payload = self._decode(
+            token,
+            key=self._account_key,
+            algorithms=self._account_algorithms,
+            audience=self._account_audience,
+            claims=ACCOUNT_TOKEN_CLAIMS,
+            issuer=self._account_issuer,
+        )
+        if payload.get("token_use") != "account":
+            raise self._unauthorized("The token is not an account token")
+        subject, account_id, tier = payload["sub"], payload["account_id"], payload["tier"]
+        if not all(isinstance(v, str) and v for v in (subject, account_id, tier)):
+            raise self._unauthorized("The token's sub, account_id and tier must be strings")
+        account = AccountContext(subject=subject, account_id=account_id, tier=tier)
+        self._account_cache.put(token, account, float(payload["exp"]))
+        return account
+
+    # -- internal tokens
+
+    def verify_internal(self, token: str) -> InternalCaller:
+        """The calling service of a valid internal token addressed to this service."""
+        cached = self._cached(self._internal_cache, token)
+        if cached is not None:
+            return cached
+        payload = self._decode(
+            token,
+            key=self._internal_secret,
+            algorithms=[INTERNAL_ALGORITHM],
+            audience=self.settings.service_name,
+            claims=INTERNAL_TOKEN_CLAIMS,
+            issuer=None,
+        )
+        if payload.get("token_use") != "internal":
+            raise self._unauthorized("The token is not an internal token")
+        issuer, subject = payload["iss"], payload["sub"]
+        if not isinstance(issuer, str) or subject != issuer:
+            raise self._unauthorized("The token's sub must equal its iss (the calling service)")
+        try:
+            check_service_name(issuer)
+        except ValueError:
+            raise self._unauthorized("The token's issuer is not a service name") from None
+        exp, iat = float(payload["exp"]), float(payload["iat"])
+        if exp - iat > MAX_INTERNAL_TOKEN_TTL:
+            raise self._unauthorized("The token lives longer than internal tokens may")
+        caller = InternalCaller(service=issuer)
+        self._internal_cache.put(token, caller, exp)
+        return caller
+
+    # -- requests
+
+    def bearer_token(self, request: Request) -> str:
+        """The token of an ``Authorization: Bearer <token>`` header (401 if absent/malformed)."""
+        header = request.headers.get("authorization")
+        if not header:
+            raise self._unauthorized("Authentication is required", error=None)
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not _TOKEN68.fullmatch(token):
+            raise self._unauthorized(
+                "The Authorization header must be 'Bearer <token>'", error="invalid_request"
+            )
+        return token
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    """The :class:`TokenVerifier` that :func:`smplcore.install_core` stored on the app."""
+    verifier: TokenVerifier | None = getattr(request.app.state, VERIFIER_STATE_KEY, None)
+    if verifier is None:
+        raise RuntimeError("smplcore.install_core(app, settings) was not called for this app")
+    return verifier
+
+
+async def current_account(request: Request) -> AccountContext:
+    """Dependency: the account of the request's Bearer account token (401 on any failure)."""
+    verifier = get_verifier(request)
+    account = verifier.verify_account(verifier.bearer_token(request))
+    context = request_context.get()
+    if context is not None:
+        context.account_id = account.account_id
+    return account
+
+
+CurrentAccount = Annotated[AccountContext, Depends(current_account)]
+
+
+async def internal_caller(request: Request) -> InternalCaller:
+    """Dependency: the calling service of a Bearer internal token addressed to this service."""
+    verifier = get_verifier(request)
+    caller = verifier.verify_internal(verifier.bearer_token(request))
+    context = request_context.get()
+    if context is not None:
+        context.caller = caller.service
+    return caller
+
+
+CurrentInternalCaller = Annotated[InternalCaller, Depends(internal_caller)]
+
+
+def issue_internal_token(
+    settings: CoreSettings, *, audience: str, ttl_seconds: int | None = None
+) -> str:
+    """A token for calling ``audience`` as ``settings.service_name`` (HS256, <= 5 minutes)."""
+    check_service_name(audience)
+    ttl = settings.auth.internal_token_ttl_seconds if ttl_seconds is None else ttl_seconds
+    if not 1 <= ttl <= MAX_INTERNAL_TOKEN_TTL:
+        raise ValueError(f"ttl_seconds must be in 1..{MAX_INTERNAL_TOKEN_TTL}")
+    now = int(time.time())
+    claims = {
+        "iss": settings.service_name,
+        "sub": settings.service_name,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "token_use": "internal",
+    }
+    return jwt.encode(
+        claims, settings.auth.internal_token_secret.get_secret_value(), algorithm=INTERNAL_ALGORITHM
+    )

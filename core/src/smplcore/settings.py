@@ -1,0 +1,138 @@
+"""Settings of the shared core.
+
+The core never reads the environment: a service builds these from its own
+pydantic-settings ``Settings`` and hands them to :func:`smplcore.install_core`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated
+
+import jwt
+from jwt.algorithms import HMACAlgorithm, get_default_algorithms
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = ["SERVICE_NAME_PATTERN", "AuthSettings", "CoreSettings"]
+
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
+"""Kebab-case: lower-case letters and digits in dash-separated words, starting with a letter."""
+
+_SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
+_MAX_INTERNAL_TTL = 300
+_LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
+
+
+def _known_algorithms() -> dict[str, jwt.algorithms.Algorithm]:
+    return {name: alg for name, alg in get_default_algorithms().items() if name != "none"}
+
+
+def check_service_name(value: str) -> str:
+    """Return ``value`` when it is a kebab-case service name, else raise ``ValueError``."""
+    if len(value) > 63 or not _SERVICE_NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a kebab-case service name (e.g. 'billing-api', at most 63 chars)"
+        )
+    return value
+
+
+class AuthSettings(BaseModel):
+    """How tokens are verified and issued. Keys come only from here."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_token_key: SecretStr
+    """HMAC secret (HS*) or PEM public key (RS*/PS*/ES*/EdDSA) that verifies account tokens."""
+    account_token_algorithms: tuple[str, ...] = ("HS256",)
+    """Allow-list of JWS algorithms for account tokens (never ``none``; one key family)."""
+    account_token_issuer: str = "smplkit-identity"  # noqa: S105 (a name, not a secret)
+    account_token_audience: str = "smplkit-api"  # noqa: S105
+    internal_token_secret: SecretStr
+    """HS256 secret shared by services for service-to-service tokens (>= 32 bytes)."""
+    internal_token_ttl_seconds: Annotated[int, Field(ge=1, le=_MAX_INTERNAL_TTL)] = 300
+    leeway_seconds: Annotated[int, Field(ge=0, le=120)] = 30
+    token_cache_size: Annotated[int, Field(ge=0)] = 4096
+    """Bound of the verified-token cache; 0 disables it."""
+
+    @field_validator("account_token_algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        known = _known_algorithms()
+        for name in value:
+            if name.lower() == "none":
+                raise ValueError("the 'none' algorithm is never allowed")
+            if name not in known:
+                raise ValueError(f"unknown JWS algorithm {name!r}; known: {sorted(known)}")
+        if len(set(value)) != len(value):
+            raise ValueError("algorithms must not repeat")
+        return value
+
+    @field_validator("internal_token_secret")
+    @classmethod
+    def _check_internal_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("internal_token_secret must be at least 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> AuthSettings:
+        key = self.account_token_key.get_secret_value()
+        known = _known_algorithms()
+        for name in self.account_token_algorithms:
+            algorithm = known[name]
+            try:
+                algorithm.prepare_key(key)
+            except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"account_token_key is not a valid key for {name}: {exc}"
+                ) from None
+            if isinstance(algorithm, HMACAlgorithm):
+                minimum = algorithm.hash_alg().digest_size
+                if len(key.encode()) < minimum:
+                    raise ValueError(
+                        f"account_token_key must be at least {minimum} bytes for {name}"
+                    )
+        if key == self.internal_token_secret.get_secret_value():
+            raise ValueError(
+                "account_token_key and internal_token_secret must differ, so that an "
+                "account token can never pass as an internal token or the reverse"
+            )
+        return self
+
+    @property
+    def uses_hmac(self) -> bool:
+        """True when account tokens are verified with a shared secret (HS* algorithms)."""
+        known = _known_algorithms()
+        return all(isinstance(known[name], HMACAlgorithm) for name in self.account_token_algorithms)
+
+
+class CoreSettings(BaseModel):
+    """Everything the core needs from the service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service_name: str
+    """Kebab-case: audience of internal tokens sent to this service, issuer of those it sends."""
+    auth: AuthSettings
+    log_level: str = "INFO"
+
+    @field_validator("service_name")
+    @classmethod
+    def _check_service_name(cls, value: str) -> str:
+        return check_service_name(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {sorted(_LOG_LEVELS)}")
+        return level
+
+    @property
+    def log_level_number(self) -> int:
+        """The stdlib number of :attr:`log_level`."""
+        return logging.getLevelNamesMapping()[self.log_level]

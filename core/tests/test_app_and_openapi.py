@@ -1,0 +1,62 @@
+"""install_core wiring and the OpenAPI document it leaves behind."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import smplcore
+from smplcore import JSONAPI_MEDIA_TYPE, CoreSettings, install_core
+from smplcore.app import SETTINGS_STATE_KEY
+from smplcore.auth import VERIFIER_STATE_KEY, TokenVerifier
+from smplcore.catalog import CATALOG_STATE_KEY
+
+
+def test_install_core_stores_its_state(app: FastAPI, settings: CoreSettings) -> None:
+    assert getattr(app.state, SETTINGS_STATE_KEY) is settings
+    assert isinstance(getattr(app.state, VERIFIER_STATE_KEY), TokenVerifier)
+    assert getattr(app.state, CATALOG_STATE_KEY) is smplcore.DEFAULT_CATALOG
+    assert smplcore.__version__ == "1.0.0"
+
+
+def test_dependencies_need_install_core(settings: CoreSettings) -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(account: smplcore.CurrentAccount) -> dict[str, Any]:
+        return {"meta": {"account": account.account_id}}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        token = smplcore.make_account_token(settings, account_id="a")
+        response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 500
+
+
+def test_openapi_declares_jsonapi_bodies_and_errors(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    create = schema["paths"]["/v1/widgets"]["post"]
+    assert list(create["requestBody"]["content"]) == [JSONAPI_MEDIA_TYPE]
+    assert list(create["responses"]["201"]["content"]) == [JSONAPI_MEDIA_TYPE]
+    error_ref = {"$ref": "#/components/schemas/ErrorDocument"}
+    assert create["responses"]["422"]["content"][JSONAPI_MEDIA_TYPE]["schema"] == error_ref
+    listing = schema["paths"]["/v1/widgets"]["get"]
+    assert listing["responses"]["400"]["content"][JSONAPI_MEDIA_TYPE]["schema"] == error_ref
+    names = {p["name"] for p in listing["parameters"]}
+    assert {"page[number]", "page[size]"} <= names
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert "ErrorDocument" in schema["components"]["schemas"]
+    # cached: the same object on the next call
+    assert client.app.openapi() is client.app.openapi()  # type: ignore[attr-defined]
+
+
+def test_install_core_without_openapi(settings: CoreSettings) -> None:
+    app = FastAPI(openapi_url=None)
+    install_core(app, settings)
+
+    @app.get("/x")
+    async def x() -> dict[str, Any]:
+        return {"meta": {}}
+
+    with TestClient(app) as client:
+        assert client.get("/x").headers["content-type"] == JSONAPI_MEDIA_TYPE
+        assert client.get("/openapi.json").status_code == 404
