@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class CommandFailedError(RuntimeError):
-    """A command exited non-zero; the message carries its output so a test failure explains itself."""
+    """A command exited non-zero; the message carries its output, so a failure explains itself."""
 
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

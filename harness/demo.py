@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from harness.commands import REPO_ROOT, run, tool_env
 from harness.core_index import publish_core
@@ -28,7 +27,9 @@ def step(title: str) -> None:
     print(f"\n==> {title}", flush=True)
 
 
-def request(url: str, *, token: str, method: str = "GET", body: object = None) -> tuple[int, object]:
+def request(
+    url: str, *, token: str, method: str = "GET", body: object = None
+) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/vnd.api+json"}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
@@ -76,7 +77,7 @@ def main() -> None:
 
     step("Serving it and making requests")
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
+    process = subprocess.Popen(
         ["uv", "run", "--locked", "python", "-m", "orders"],
         cwd=service,
         env=tool_env({"HTTP_PORT": str(port)}),
@@ -86,10 +87,16 @@ def main() -> None:
     try:
         wait_until_live(base_url, process)
         token = run(
-            ["uv", "run", "--locked", "python", "-c",
-             "from orders.settings import get_settings\n"
-             "from smplcore.testing import make_account_token\n"
-             "print(make_account_token(get_settings().core_settings(), account_id='acct-demo'))"],
+            [
+                "uv",
+                "run",
+                "--locked",
+                "python",
+                "-c",
+                "from orders.settings import get_settings\n"
+                "from smplcore.testing import make_account_token\n"
+                "print(make_account_token(get_settings().core_settings(), account_id='acct-demo'))",
+            ],
             cwd=service,
         ).stdout.strip()
         widget = {"data": {"type": "widgets", "attributes": {"name": "First widget"}}}

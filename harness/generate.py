@@ -15,7 +15,7 @@ def copier_args(data: Mapping[str, str]) -> list[str]:
     return [arg for key, value in sorted(data.items()) for arg in ("--data", f"{key}={value}")]
 
 
-def copy(
+def copy(  # noqa: PLR0913 - mirrors the copier options the callers need
     template: Path,
     destination: Path,
     data: Mapping[str, str],
@@ -25,7 +25,7 @@ def copy(
     check: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> CompletedProcess[str]:
-    """`copier copy --trust --defaults` with the given answers (the template's tasks need --trust)."""
+    """`copier copy --trust --defaults` with these answers (the template's tasks need --trust)."""
     args: list[str] = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
     if vcs_ref:
         args += ["--vcs-ref", vcs_ref]
@@ -42,7 +42,7 @@ def update(
     check: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> CompletedProcess[str]:
-    """`copier update --trust --defaults` in a generated service (which must be a git repository)."""
+    """`copier update --trust --defaults` in a generated service (a git repository)."""
     args = [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "--quiet", *extra]
     args += copier_args(data or {})
     return run(args, cwd=project, check=check, env=env)

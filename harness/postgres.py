@@ -66,5 +66,8 @@ def postgres_server() -> Iterator[str]:
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        run(_as_cluster_owner([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), check=False)
+        run(
+            _as_cluster_owner([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)

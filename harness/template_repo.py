@@ -1,7 +1,7 @@
 """Snapshots of this template as tagged git repositories, the way users consume it.
 
 Users run `copier copy` against a released tag. Tests and benchmarks do the same against a snapshot
-of the working tree, so uncommitted changes are tested and the developer's checkout is never touched.
+of the working tree, so uncommitted changes are tested and the developer's checkout is left alone.
 """
 
 from __future__ import annotations

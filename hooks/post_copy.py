@@ -49,7 +49,9 @@ def first_commit() -> None:
     message = "Generate from the service template"
     result = quiet(["git", *identity, "commit", "--quiet", "--no-verify", "-m", message])
     if result.returncode != 0:
-        print(f"Could not make the first commit; commit by hand. git said:\n{result.stderr.strip()}")
+        print(
+            f"Could not make the first commit; commit by hand. git said:\n{result.stderr.strip()}"
+        )
 
 
 def main() -> int:

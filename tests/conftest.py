@@ -1,4 +1,4 @@
-"""Fixtures shared by the template's tests: the local core index, the template snapshot, services."""
+"""Fixtures shared by the template's tests: local core index, template snapshot, services."""
 
 from __future__ import annotations
 
@@ -71,4 +71,3 @@ def render(
         return GeneratedService(destination)
 
     return _render
-

@@ -15,7 +15,7 @@ from harness.generate import copy
 
 
 def python_for(version: str) -> str:
-    """The interpreter for a generated service's Python version; a failing test when it is missing."""
+    """The interpreter for a generated service's Python version; a failing test if missing."""
     interpreter = find_python(version)
     if interpreter is None:
         pytest.fail(
@@ -48,9 +48,15 @@ class GeneratedService:
         return {"UV_PYTHON": python_for(version)}
 
     def run(
-        self, *args: str, env: Mapping[str, str] | None = None, check: bool = True, timeout: float = 600
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 600,
     ) -> CompletedProcess[str]:
-        return run(list(args), cwd=self.path, env={**self.env, **(env or {})}, check=check, timeout=timeout)
+        return run(
+            list(args), cwd=self.path, env={**self.env, **(env or {})}, check=check, timeout=timeout
+        )
 
     def files(self) -> list[Path]:
         """Every generated file, outside git's and the tools' own folders."""

@@ -21,7 +21,10 @@ BAD_ANSWERS = [
     ({"package_name": "json"}, "would shadow the standard library"),
     ({"package_name": "asyncio"}, "would shadow the standard library"),
     ({"package_name": "smplcore"}, "would shadow a package the service depends on"),
-    ({"package_name": "corelib", "core_module": "corelib"}, "core_module must differ from package_name"),
+    (
+        {"package_name": "corelib", "core_module": "corelib"},
+        "core_module must differ from package_name",
+    ),
     ({"http_port": "80"}, "http_port must be between 1024 and 65535"),
     ({"http_port": "70000"}, "http_port must be between 1024 and 65535"),
     ({"http_port": "abc"}, "http_port must be a whole number"),
@@ -55,7 +58,9 @@ def test_bad_answer_is_refused_and_nothing_is_written(
     assert not destination.exists()
 
 
-def test_bad_answer_leaves_an_existing_folder_untouched(template_repo: Path, tmp_path: Path) -> None:
+def test_bad_answer_leaves_an_existing_folder_untouched(
+    template_repo: Path, tmp_path: Path
+) -> None:
     destination = tmp_path / "service"
     destination.mkdir()
     (destination / "notes.txt").write_text("mine\n")

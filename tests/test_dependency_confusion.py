@@ -38,7 +38,9 @@ def locked_core(service: GeneratedService, decoy_index_url: str) -> tuple[str, s
     """Lock with the decoy index consulted first (UV_INDEX outranks the default index)."""
     service.run("uv", "lock", env={"UV_INDEX": decoy_index_url})
     lock = (service.path / "uv.lock").read_text()
-    match = re.search(r'name = "smplkit-core"\nversion = "([^"]+)"\nsource = \{ registry = "([^"]+)" \}', lock)
+    match = re.search(
+        r'name = "smplkit-core"\nversion = "([^"]+)"\nsource = \{ registry = "([^"]+)" \}', lock
+    )
     assert match, lock
     return match.group(1), match.group(2)
 

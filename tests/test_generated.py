@@ -22,17 +22,25 @@ from tests.services import GeneratedService, ServiceCache
 
 VARIANTS = {
     "defaults": {},
-    "python-3.12": {"python_version": "3.12", "service_name": "billing-events", "package_name": "billing"},
+    "python-3.12": {
+        "python_version": "3.12",
+        "service_name": "billing-events",
+        "package_name": "billing",
+    },
     "python-3.13": {"python_version": "3.13"},
 }
 
 
-@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS])
+@pytest.fixture(
+    params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS]
+)
 def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
     return services.get(**VARIANTS[request.param])
 
 
-def test_post_copy_tasks_made_a_repository_with_a_lock(service: GeneratedService, core_index_url: str) -> None:
+def test_post_copy_tasks_made_a_repository_with_a_lock(
+    service: GeneratedService, core_index_url: str
+) -> None:
     log = service.run("git", "log", "--format=%s").stdout.splitlines()
     assert log == ["Generate from the service template"]
     assert service.run("git", "status", "--porcelain").stdout == ""
@@ -58,7 +66,8 @@ def test_test_suite_passes(service: GeneratedService) -> None:
     passed = re.search(r"(\d+) passed", output)
     assert passed, output
     assert int(passed.group(1)) >= 20
-    assert " failed" not in output and " error" not in output
+    assert " failed" not in output
+    assert " error" not in output
 
 
 @pytest.fixture
@@ -108,12 +117,18 @@ def test_service_serves_json_api(service: GeneratedService, served: str) -> None
     assert body["errors"]
 
     token = service.run(
-        "uv", "run", "--locked", "python", "-c",
+        "uv",
+        "run",
+        "--locked",
+        "python",
+        "-c",
         f"from {service.package_name}.settings import get_settings\n"
         "from smplcore.testing import make_account_token\n"
         "print(make_account_token(get_settings().core_settings(), account_id='acct-1'))",
     ).stdout.strip()
-    status, content_type, body = get_json(f"{served}/v1/widgets", {"Authorization": f"Bearer {token}"})
+    status, content_type, body = get_json(
+        f"{served}/v1/widgets", {"Authorization": f"Bearer {token}"}
+    )
     assert (status, content_type) == (200, "application/vnd.api+json")
     assert body["data"] == []
     assert body["meta"]["total"] == 0  # type: ignore[index]

@@ -1,4 +1,4 @@
-"""The post-copy task: a ready repository when it can, a clear next step when it can't, never a failure."""
+"""The post-copy task: a ready repository when it can, a clear next step if not, never a failure."""
 
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ def test_copy_succeeds_when_the_private_index_is_unreachable(
     service = GeneratedService(destination)
     assert (destination / "pyproject.toml").is_file()
     assert not (destination / "uv.lock").exists()
-    assert service.run("git", "log", "--format=%s").stdout.strip() == "Generate from the service template"
+    assert (
+        service.run("git", "log", "--format=%s").stdout.strip()
+        == "Generate from the service template"
+    )
 
 
-def test_skip_tasks_gives_a_plain_tree(template_repo: Path, tmp_path: Path, base_answers: dict[str, str]) -> None:
+def test_skip_tasks_gives_a_plain_tree(
+    template_repo: Path, tmp_path: Path, base_answers: dict[str, str]
+) -> None:
     destination = tmp_path / "service"
     copy(template_repo, destination, base_answers, skip_tasks=True)
     assert (destination / "pyproject.toml").is_file()

@@ -21,8 +21,13 @@ CHOICES = [
 JINJA_MARKERS = ("{{", "}}", "{%", "%}")
 
 
-@pytest.fixture(params=CHOICES, ids=lambda answers: ",".join(f"{k}={v}" for k, v in answers.items()) or "defaults")
-def rendered(request: pytest.FixtureRequest, render: Callable[..., GeneratedService]) -> GeneratedService:
+@pytest.fixture(
+    params=CHOICES,
+    ids=lambda answers: ",".join(f"{k}={v}" for k, v in answers.items()) or "defaults",
+)
+def rendered(
+    request: pytest.FixtureRequest, render: Callable[..., GeneratedService]
+) -> GeneratedService:
     return render(**request.param)
 
 

@@ -11,8 +11,8 @@ import hcl2
 import pytest
 
 from harness.commands import run
-from tests.tools import require_tool
 from tests.services import GeneratedService
+from tests.tools import require_tool
 
 CHECKOV = "checkov==3.3.30"
 MODULE_FILES = {"versions.tf", "variables.tf", "main.tf", "outputs.tf"}
@@ -48,7 +48,7 @@ def blocks(module: Path, kind: str) -> dict[str, dict[str, Any]]:
 
 
 def test_standard_module_layout_with_a_pinned_provider(terraform_dir: Path) -> None:
-    assert MODULE_FILES <= {path.name for path in terraform_dir.iterdir()}
+    assert {path.name for path in terraform_dir.iterdir()} >= MODULE_FILES
     versions = (terraform_dir / "versions.tf").read_text()
     assert re.search(r'source\s*=\s*"hashicorp/aws"\s*\n\s*version\s*=\s*"~> \d+\.\d+"', versions)
 
@@ -58,17 +58,35 @@ def test_no_database_no_terraform(render: Callable[..., GeneratedService]) -> No
 
 
 def test_terraform_fmt_check_passes(terraform_dir: Path) -> None:
-    terraform = require_tool("terraform", "install Terraform >= 1.6 (https://developer.hashicorp.com/terraform/install)")
+    terraform = require_tool(
+        "terraform", "install Terraform >= 1.6 (https://developer.hashicorp.com/terraform/install)"
+    )
     run([terraform, "fmt", "-check", "-diff", "-recursive", str(terraform_dir)])
 
 
 def test_checkov_reports_no_failed_check(terraform_dir: Path) -> None:
     result = run(
-        ["uv", "tool", "run", "--from", CHECKOV, "checkov", "--directory", str(terraform_dir),
-         "--framework", "terraform", "--compact", "--skip-download", "--output", "cli"],
+        [
+            "uv",
+            "tool",
+            "run",
+            "--from",
+            CHECKOV,
+            "checkov",
+            "--directory",
+            str(terraform_dir),
+            "--framework",
+            "terraform",
+            "--compact",
+            "--skip-download",
+            "--output",
+            "cli",
+        ],
         check=False,
     )
-    summary = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", result.stdout)
+    summary = re.search(
+        r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", result.stdout
+    )
     assert summary, result.stdout + result.stderr
     passed, failed, _ = map(int, summary.groups())
     assert failed == 0, result.stdout
@@ -77,7 +95,9 @@ def test_checkov_reports_no_failed_check(terraform_dir: Path) -> None:
 
 
 def test_every_skipped_check_carries_a_reason(terraform_dir: Path) -> None:
-    skips = re.findall(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?", (terraform_dir / "main.tf").read_text())
+    skips = re.findall(
+        r"checkov:skip=([A-Z0-9_]+)(?::(.*))?", (terraform_dir / "main.tf").read_text()
+    )
     assert all(reason and reason.strip() for _, reason in skips), skips
 
 
