@@ -1,0 +1,161 @@
+"""What the release workflow (.github/workflows/release.yml) asks of the repository.
+
+    release.py notes v1.2.0                    # the CHANGELOG entry of that tag, for the notes
+    release.py core-version                    # the core's version, from core/pyproject.toml
+    release.py unpublished INDEX_URL FILE...   # those of the built files the index lacks
+
+`notes` fails, naming what is wrong, when the tag is not a version `vX.Y.Z` or CHANGELOG.md has no
+entry (a heading `## vX.Y.Z - date` followed by text) for it. `unpublished` reads the index's
+simple-API pages (HTTP basic credentials from INDEX_USERNAME and INDEX_PASSWORD, when set) and
+prints, one a line, the distribution files whose name, version and kind the index does not hold
+yet: template and core versions are separate, so a template release publishes the core only when
+its version is new, and a publish that stopped half-way is completed without uploading a file
+twice. Standard library only: it runs on the runner's own Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import sys
+import tomllib
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TAG_PATTERN = re.compile(r"v\d+\.\d+\.\d+")
+HTTP_NOT_FOUND = 404
+
+
+class ReleaseError(Exception):
+    """The release cannot go on; the message says why."""
+
+
+def changelog_entry(changelog: str, tag: str) -> str:
+    """The text under the heading `## <tag>` of a changelog, up to the next `## ` heading."""
+    if not TAG_PATTERN.fullmatch(tag):
+        raise ReleaseError(f"tag {tag!r} is not a release version vX.Y.Z (e.g. v1.2.0)")
+    heading = re.compile(rf"## {re.escape(tag)}(\s|$)")
+    lines = changelog.splitlines()
+    start = next((index for index, line in enumerate(lines) if heading.match(line)), None)
+    if start is None:
+        raise ReleaseError(
+            f"CHANGELOG.md has no entry for {tag}: add a heading `## {tag} - YYYY-MM-DD` with the "
+            "changes and whether the update runs a migration"
+        )
+    end = next(
+        (index for index in range(start + 1, len(lines)) if lines[index].startswith("## ")),
+        len(lines),
+    )
+    entry = "\n".join(lines[start + 1 : end]).strip()
+    if not entry:
+        raise ReleaseError(f"the CHANGELOG.md entry for {tag} is empty: say what changed")
+    return entry + "\n"
+
+
+def core_version(pyproject: Path) -> str:
+    """The core's version (its own, apart from the template's)."""
+    return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+
+
+def normalized_name(name: str) -> str:
+    """PEP 503 normalization: the form of a project's folder on a simple index."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class _Links(HTMLParser):
+    """The file names an index page links to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        href = dict(attrs).get("href")
+        if tag == "a" and href:
+            self.files.append(unquote(urlsplit(href).path.rsplit("/", 1)[-1]))
+
+
+def file_key(filename: str) -> tuple[str, str, str] | None:
+    """(normalized name, version, wheel tags or "sdist") of a distribution file; None otherwise."""
+    if filename.endswith(".whl"):
+        name, version, *tags = filename.removesuffix(".whl").split("-")
+        return normalized_name(name), version, "-".join(tags)
+    for suffix in (".tar.gz", ".zip"):
+        if filename.endswith(suffix):
+            name, _, version = filename.removesuffix(suffix).rpartition("-")
+            return normalized_name(name), version, "sdist"
+    return None
+
+
+def files_on_page(page: str) -> set[tuple[str, str, str]]:
+    """The distribution files a simple-API project page links to."""
+    parser = _Links()
+    parser.feed(page)
+    return {key for key in map(file_key, parser.files) if key}
+
+
+def project_page(index_url: str, distribution: str) -> str:
+    """The index's page of a project; empty when the index has never seen it."""
+    url = f"{index_url.rstrip('/')}/{normalized_name(distribution)}/"
+    request = urllib.request.Request(url, headers={"Accept": "text/html"})  # noqa: S310 - https index
+    username, password = os.environ.get("INDEX_USERNAME"), os.environ.get("INDEX_PASSWORD")
+    if username and password:
+        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {credentials}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - https index
+            return str(response.read().decode())
+    except urllib.error.HTTPError as error:
+        if error.code == HTTP_NOT_FOUND:
+            return ""
+        raise ReleaseError(f"{url} answered {error.code} {error.reason}") from error
+
+
+def unpublished(index_url: str, files: list[Path]) -> list[Path]:
+    """The files whose name, version and kind the index does not hold yet."""
+    keys = {}
+    for file in files:
+        key = file_key(file.name)
+        if key is None:
+            raise ReleaseError(f"{file} is not a wheel or a source distribution")
+        keys[file] = key
+    published: set[tuple[str, str, str]] = set()
+    for distribution in sorted({name for name, _, _ in keys.values()}):
+        published |= files_on_page(project_page(index_url, distribution))
+    return [file for file in files if keys[file] not in published]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    notes = commands.add_parser("notes", help="print the CHANGELOG entry of a tag")
+    notes.add_argument("tag")
+    notes.add_argument("--changelog", type=Path, default=REPO_ROOT / "CHANGELOG.md")
+    version = commands.add_parser("core-version", help="print the core's version")
+    version.add_argument("--pyproject", type=Path, default=REPO_ROOT / "core" / "pyproject.toml")
+    missing = commands.add_parser("unpublished", help="print the files the index lacks")
+    missing.add_argument("index_url", help="the index's simple-API URL")
+    missing.add_argument("files", type=Path, nargs="+", help="built wheels and sdists")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "notes":
+            sys.stdout.write(changelog_entry(args.changelog.read_text(), args.tag))
+        elif args.command == "core-version":
+            print(core_version(args.pyproject))
+        else:
+            for file in unpublished(args.index_url, args.files):
+                print(file)
+    except ReleaseError as error:
+        print(f"release: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
