@@ -1,7 +1,8 @@
 """Generated services pass their own checks right after `copier copy`, with no edits.
 
 Each variant is copied with its tasks (git init, `uv lock` against the local core index), installed
-with `uv sync --locked`, and checked with the same commands its CI runs; then it is served.
+with `uv sync --locked`, and checked with the same commands its CI runs; then it is served (the
+postgres variant on a fresh database of the test server, migrated as the deploy does).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
 from harness.commands import tool_env
-from harness.postgres import free_port
+from harness.postgres import free_port, fresh_database
 from tests.services import GeneratedService, ServiceCache
 
 VARIANTS = {
@@ -28,12 +30,20 @@ VARIANTS = {
         "package_name": "billing",
     },
     "python-3.13": {"python_version": "3.13"},
+    "postgres": {"database": "postgres"},
 }
+MIGRATE = ("uv", "run", "--locked", "alembic", "upgrade", "head")
+WITHOUT_DATABASE = [name for name in VARIANTS if "database" not in VARIANTS[name]]
+"""The variants whose test suites need no database server: tests/test_database.py runs the
+postgres variant's suite, against one."""
 
 
-@pytest.fixture(
-    params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS]
-)
+def variants(names: list[str]) -> list[object]:
+    """One parameter per variant, each in its own xdist group: a worker installs each only once."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in names]
+
+
+@pytest.fixture(params=variants(list(VARIANTS)))
 def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
     return services.get(**VARIANTS[request.param])
 
@@ -61,7 +71,9 @@ def test_static_check_passes(service: GeneratedService, command: tuple[str, ...]
     service.run(*command)
 
 
-def test_test_suite_passes(service: GeneratedService) -> None:
+@pytest.mark.parametrize("variant", variants(WITHOUT_DATABASE))
+def test_test_suite_passes(variant: str, services: ServiceCache) -> None:
+    service = services.get(**VARIANTS[variant])
     output = service.run("uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider").stdout
     passed = re.search(r"(\d+) passed", output)
     assert passed, output
@@ -71,32 +83,38 @@ def test_test_suite_passes(service: GeneratedService) -> None:
 
 
 @pytest.fixture
-def served(service: GeneratedService) -> Iterator[str]:
-    """The service started as its container starts it (`python -m <package>`), on a free port."""
-    port = free_port()
-    env = tool_env({**service.env, "HTTP_PORT": str(port)})
-    process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
-        ["uv", "run", "--locked", "python", "-m", service.package_name],
-        cwd=service.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base_url}/livez", timeout=1)  # noqa: S310 - loopback
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def served(service: GeneratedService, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The service started as its container starts it (`python -m <package>`), on a free port: the
+    postgres variant on a fresh database of the test server, migrated as the deploy does."""
+    with ExitStack() as stack:
+        port = free_port()
+        env = {**service.env, "HTTP_PORT": str(port)}
+        if service.answers.get("database") == "postgres":
+            url = stack.enter_context(fresh_database(request.getfixturevalue("database_url")))
+            service.run(*MIGRATE, env={"DATABASE_URL": url})
+            env["DATABASE_URL"] = url
+        process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
+            ["uv", "run", "--locked", "python", "-m", service.package_name],
+            cwd=service.path,
+            env=tool_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"{base_url}/livez", timeout=1)  # noqa: S310 - loopback
+                    break
+                except OSError:
+                    assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                    time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, object]]:

@@ -1,0 +1,379 @@
+"""The `database: postgres` option: the generated service on a real PostgreSQL, never a stand-in.
+
+The server is the `database_url` fixture's (TEST_DATABASE_URL, or a throwaway cluster); the outage
+test starts a cluster of its own, which it stops and starts again under the running service. These
+tests need PostgreSQL: without it they fail, saying what to install, and never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.commands import run, tool_env
+from harness.generate import copy, update
+from harness.postgres import (
+    Cluster,
+    PostgresUnavailableError,
+    database_names,
+    database_url,
+    free_port,
+    fresh_database,
+    psql,
+    throwaway_cluster,
+)
+from tests.services import GeneratedService, ServiceCache, python_for
+from tests.tools import require_tool
+
+POSTGRES = {"database": "postgres"}
+JSONAPI = "application/vnd.api+json"
+pytestmark = pytest.mark.xdist_group("postgres")  # one worker generates and installs the variant
+
+
+@pytest.fixture(scope="module")
+def service(services: ServiceCache) -> GeneratedService:
+    return services.get(**POSTGRES)
+
+
+def alembic(service: GeneratedService, url: str, *args: str) -> str:
+    """`alembic <args>` in the service, on the database at `url` (its DATABASE_URL)."""
+    return service.run("uv", "run", "--locked", "alembic", *args, env={"DATABASE_URL": url}).stdout
+
+
+def passes_its_checks(service: GeneratedService, server_url: str) -> str:
+    """What the service's CI runs, with its tests on the server: pytest's output."""
+    service.run("uv", "run", "--locked", "ruff", "check")
+    service.run("uv", "run", "--locked", "ruff", "format", "--check")
+    service.run("uv", "run", "--locked", "mypy")
+    tests = service.run(
+        "uv",
+        "run",
+        "--locked",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        env={"TEST_DATABASE_URL": server_url},
+    )
+    return tests.stdout
+
+
+def assert_all_passed(output: str) -> None:
+    assert " passed" in output, output
+    assert not [word for word in (" failed", " error", " skipped") if word in output], output
+
+
+def test_the_service_passes_its_checks_and_tests_against_postgres(
+    service: GeneratedService, database_url: str
+) -> None:
+    before = database_names(database_url)
+    output = passes_its_checks(service, database_url)
+    assert_all_passed(output)
+    # The run made a database of its own and dropped it: nothing of it is left on the server.
+    leftovers = {name for name in database_names(database_url) - before if name.startswith("test_")}
+    assert leftovers == set()
+
+
+def test_the_tests_stop_and_say_how_to_get_a_database_without_one(
+    service: GeneratedService,
+) -> None:
+    result = service.run(
+        "uv",
+        "run",
+        "--locked",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_widgets.py",
+        env={"TEST_DATABASE_URL": ""},
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, output
+    assert "docker compose up -d --wait db" in output
+    assert (
+        "export TEST_DATABASE_URL=postgresql://postgres:postgres@localhost:5432/postgres" in output
+    )
+    assert " passed" not in output
+
+
+def test_the_migrations_round_trip_and_match_the_models(
+    service: GeneratedService, database_url: str
+) -> None:
+    with fresh_database(database_url) as url:
+        alembic(service, url, "upgrade", "head")
+        head = psql(url, "SELECT version_num FROM alembic_version")
+        assert psql(url, "SELECT to_regclass('widgets')") == "widgets"
+
+        alembic(service, url, "downgrade", "base")
+        assert psql(url, "SELECT to_regclass('widgets')") == ""
+        assert psql(url, "SELECT count(*) FROM alembic_version") == "0"
+
+        alembic(service, url, "upgrade", "head")
+        assert psql(url, "SELECT version_num FROM alembic_version") == head
+        assert "No new upgrade operations detected" in alembic(service, url, "check")
+
+
+def test_the_migrations_can_be_written_out_as_sql(service: GeneratedService) -> None:
+    """`alembic upgrade head --sql` (for a review) needs no database."""
+    sql = alembic(service, "postgresql://nobody@127.0.0.1:9/none", "upgrade", "head", "--sql")
+    assert "CREATE TABLE widgets" in sql
+    assert "CREATE INDEX ix_widgets_account_id_created_at_id" in sql
+
+
+@pytest.mark.parametrize(
+    ("database_env", "message"),
+    [
+        ({}, "DATABASE_URL is not set, and ENVIRONMENT=production needs the URL of its database"),
+        (
+            {"DATABASE_URL": "mysql://app:hunter2-secret@db.internal/orders"},
+            "DATABASE_URL must start with postgresql:// (not mysql://)",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgresql://app@db.internal:5432",
+                "DATABASE_PASSWORD": "hunter2-secret",
+            },
+            "DATABASE_URL names no database",
+        ),
+    ],
+    ids=["missing", "not-postgres", "no-database"],
+)
+def test_production_refuses_to_start_without_a_usable_database_url(
+    service: GeneratedService, database_env: dict[str, str], message: str
+) -> None:
+    env = {
+        "ENVIRONMENT": "production",
+        "ACCOUNT_TOKEN_KEY": "k" * 32,
+        "INTERNAL_TOKEN_SECRET": "s" * 32,
+        "HTTP_PORT": str(free_port()),
+        **database_env,
+    }
+    result = service.run(
+        "uv", "run", "--locked", "python", "-m", service.package_name, env=env, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+# The outage: the service served as its container serves it, its database stopped and restarted.
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, to stop and start: a shared server cannot play an outage."""
+    try:
+        with throwaway_cluster() as started:
+            yield started
+    except PostgresUnavailableError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@contextmanager
+def serve(
+    service: GeneratedService, log: Path, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`python -m <package>` on a free port, as the image's CMD, its output in `log`: its base URL
+    and its process, once /livez answers."""
+    port = free_port()
+    with log.open("w") as output:
+        process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
+            ["uv", "run", "--locked", "python", "-m", service.package_name],
+            cwd=service.path,
+            env=tool_env({**service.env, **env, "HTTP_PORT": str(port)}),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while call(f"{base_url}/livez")[0] != 200:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, (
+                f"no answer on /livez within 30 s:\n{log.read_text()}"
+            )
+            time.sleep(0.1)
+        yield base_url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def call(
+    url: str, headers: dict[str, str] | None = None, document: dict[str, Any] | None = None
+) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET, or of a POST of a JSON:API document; (0, "", "")
+    when nothing answers."""
+    data = None if document is None else json.dumps(document).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+    except OSError:
+        return 0, "", ""
+
+
+def account_token(service: GeneratedService) -> str:
+    """An account token the served service accepts (it runs with the development secrets)."""
+    return service.run(
+        "uv",
+        "run",
+        "--locked",
+        "python",
+        "-c",
+        f"from {service.package_name}.settings import get_settings\n"
+        "from smplcore.testing import make_account_token\n"
+        "print(make_account_token(get_settings().core_settings(), account_id='acct-1'))",
+    ).stdout.strip()
+
+
+def assert_unavailable(status: int, content_type: str, body: str) -> None:
+    assert (status, content_type) == (503, JSONAPI), body
+    document = json.loads(body)
+    assert [error["status"] for error in document["errors"]] == ["503"]
+    for leak in ("Traceback", "sqlalchemy", "psycopg", "OperationalError", "127.0.0.1"):
+        assert leak not in body
+
+
+def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
+    service: GeneratedService, cluster: Cluster, tmp_path: Path
+) -> None:
+    psql(cluster.url, "CREATE DATABASE outage")
+    url = database_url(cluster.url, "outage")
+    alembic(service, url, "upgrade", "head")
+    headers = {"Authorization": f"Bearer {account_token(service)}", "Content-Type": JSONAPI}
+    sprocket = {"data": {"type": "widgets", "attributes": {"name": "Sprocket"}}}
+    with serve(service, tmp_path / "service.log", DATABASE_URL=url) as (base_url, process):
+        status, _, body = call(f"{base_url}/v1/widgets", headers, sprocket)
+        assert status == 201, body
+        assert call(f"{base_url}/readyz")[0] == 200
+
+        cluster.stop()
+        assert_unavailable(*call(f"{base_url}/readyz"))
+        assert_unavailable(*call(f"{base_url}/v1/widgets", headers))
+        assert_unavailable(*call(f"{base_url}/v1/widgets", headers, sprocket))
+        assert call(f"{base_url}/livez")[0] == 200  # alive: the orchestrator restarts nothing
+
+        cluster.start()
+        deadline = time.monotonic() + 15
+        while (ready := call(f"{base_url}/readyz"))[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready[:2] == (200, JSONAPI), ready
+        status, content_type, body = call(f"{base_url}/v1/widgets", headers)
+        assert (status, content_type) == (200, JSONAPI), body
+        assert [widget["attributes"]["name"] for widget in json.loads(body)["data"]] == ["Sprocket"]
+        assert process.poll() is None  # the same process throughout
+
+
+# Switching an existing service to the database option.
+
+
+@pytest.mark.xdist_group("postgres-switch")
+def test_copier_update_switches_a_service_to_postgres(
+    tmp_path: Path,
+    template_repo: Path,
+    template_version: str,
+    base_answers: dict[str, str],
+    database_url: str,
+) -> None:
+    """A service generated without a database gets one with `copier update --data database=postgres`
+    (the same release: Copier renders it again with the new answer), and passes its checks."""
+    destination = tmp_path / "orders"
+    env = {"UV_PYTHON": python_for("3.11")}
+    copy(template_repo, destination, base_answers, vcs_ref=template_version, env=env)
+    assert not (destination / "alembic.ini").exists()
+
+    update(destination, "--vcs-ref", template_version, data=POSTGRES, env=env)
+    switched = GeneratedService(destination)
+    assert switched.answers["database"] == "postgres"
+    changes = switched.run("git", "status", "--porcelain").stdout
+    assert not [line for line in changes.splitlines() if line.endswith(".rej") or line[:2] == "UU"]
+    for path in ("alembic.ini", "compose.yaml", "migrations/env.py", "src/orders/db/engine.py"):
+        assert (destination / path).is_file(), path
+    conflicts = run(
+        ["git", "grep", "--untracked", "-l", "-E", "^(<<<<<<< |>>>>>>> )"],
+        cwd=destination,
+        check=False,
+    )
+    assert conflicts.stdout == ""
+
+    switched.run("uv", "lock")  # pyproject.toml gained the database's dependencies
+    switched.run("uv", "sync", "--locked")
+    output = passes_its_checks(switched, database_url)
+    assert_all_passed(output)
+
+
+# The deploy: the task definition gets the database's address and its password's secret.
+
+
+def test_the_deploy_fills_the_task_definition_with_the_database(
+    render: Callable[..., GeneratedService], tmp_path: Path
+) -> None:
+    """The deploy job's own scripts, run with stand-ins for terraform and aws."""
+    jq = require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
+    service = render(**POSTGRES)
+    job = yaml.safe_load((service.path / ".github/workflows/ci.yml").read_text())["jobs"][
+        "deploy-staging"
+    ]
+    steps = {step.get("name"): step for step in job["steps"]}
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0f1e2d-AbCdEf"
+    outputs = {
+        "endpoint": {"value": "orders-staging.c9akciq32.us-east-1.rds.amazonaws.com"},
+        "port": {"value": 5432},
+        "database_name": {"value": "orders"},
+        "master_user_secret_arn": {"value": secret},
+    }
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "terraform": f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON",
+        "aws": f'echo "$@" > "{tmp_path}/aws-args"\necho orders_admin',
+    }
+    for name, script in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    github_env = tmp_path / "github-env"
+    env = {
+        "PATH": f"{bin_dir}:{Path(jq).parent}:/usr/bin:/bin",
+        "GITHUB_ENV": str(github_env),
+        "RUNNER_TEMP": str(tmp_path),
+        "DEPLOY_ENVIRONMENT": "staging",
+    }
+    for name in ("Read the database's address", "Fill in the environment"):
+        result = subprocess.run(  # noqa: S603 - the workflow's own script
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[name]["run"]],
+            cwd=service.path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
+        env |= dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+
+    assert "--db-instance-identifier orders-staging " in (tmp_path / "aws-args").read_text()
+    rendered = (tmp_path / "task-definition.json").read_text()
+    assert "__" not in rendered
+    (container,) = json.loads(rendered)["containerDefinitions"]
+    environment = {item["name"]: item["value"] for item in container["environment"]}
+    assert environment["DATABASE_URL"] == (
+        "postgresql://orders_admin@orders-staging.c9akciq32.us-east-1.rds.amazonaws.com:5432/orders"
+        "?sslmode=require"
+    )
+    secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
+    assert secrets["DATABASE_PASSWORD"] == f"{secret}:password::"
