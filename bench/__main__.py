@@ -1,0 +1,236 @@
+"""`python -m bench`: run the benchmarks, print the table, write it to bench/results/.
+
+Sections run in a scratch folder under the system's temporary directory and clean up after
+themselves (--keep leaves it for inspection). A section that cannot run (a broken template, a
+missing tool) is reported as an error and the others still run; the exit status is then 1. A missed
+budget is a finding, not a failure: it is marked MISSED and profiled, and the exit status stays 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.generation import measure_copy, measure_time_to_green, measure_update
+from bench.imports import measure_imports
+from bench.load import measure_load
+from bench.stats import Report, render_json, render_markdown, render_text
+from bench.workspace import Options, Workspace
+from harness.commands import REPO_ROOT, run
+
+SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
+    "copy": ("`copier copy` from a tag, defaults and all options", measure_copy),
+    "update": ("`copier update` across one template version", measure_update),
+    "green": (
+        "time to green: copy, uv sync (warm and cold cache), the test suite",
+        measure_time_to_green,
+    ),
+    "import": ("import time of the generated app", measure_imports),
+    "load": ("req/s, latency and memory under load, against bare FastAPI", measure_load),
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+MAX_COUNT = 1000
+"""Upper bound of every count option: all loops here are bounded."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Measure the template against its performance budgets (DESIGN.md). Every figure is a "
+            "median (min-max) over repeated runs beside a baseline measured in the same run."
+        ),
+        epilog="Sections: " + "; ".join(f"{name}: {text}" for name, (text, _) in SECTIONS.items()),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fast smoke run: 1 repetition, no warm-up, one short load round (figures are rough)",
+    )
+    parser.add_argument(
+        "-n", "--repetitions", type=int, help="timed runs per figure (default 5; --quick 1)"
+    )
+    parser.add_argument(
+        "--warmups", type=int, help="untimed runs before each figure (default 1; --quick 0)"
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="load rounds per endpoint and server (default 3; --quick 1)"
+    )
+    parser.add_argument("--seconds", type=int, help="seconds per load round (default 5; --quick 2)")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=int,
+        help="untimed load before each endpoint's rounds (default 2; --quick 1)",
+    )
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument(
+        "--profile",
+        choices=("missed", "all", "none"),
+        default="missed",
+        help="what to profile: the figures that miss their budget (default), all, or none",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch folder (services, logs, profiles)"
+    )
+    parser.add_argument(
+        "--service",
+        type=Path,
+        help="for the import and load sections: an existing, `uv sync`ed service to measure "
+        "instead of one generated from the template (to try a change before making it)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})"
+    )
+    args = parser.parse_args(argv)
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(
+            f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
+        )
+    for name in ("repetitions", "rounds", "seconds", "connections"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= MAX_COUNT:
+            parser.error(f"--{name} must be between 1 and {MAX_COUNT}")
+    return args
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    quick = bool(args.quick)
+
+    def pick(value: int | None, full: int, fast: int) -> int:
+        return value if value is not None else (fast if quick else full)
+
+    return Options(
+        repetitions=pick(args.repetitions, 5, 1),
+        warmups=pick(args.warmups, 1, 0),
+        load_rounds=pick(args.rounds, 3, 1),
+        load_seconds=pick(args.seconds, 5, 2),
+        load_warmup_seconds=pick(args.warmup_seconds, 2, 1),
+        connections=args.connections,
+        profile=args.profile,
+        keep=bool(args.keep),
+        service=args.service,
+    )
+
+
+def describe_environment(options: Options, sections: Sequence[str]) -> dict[str, str]:
+    """What the figures depend on, recorded with them."""
+
+    def output(*args: str) -> str:
+        result = run(list(args), cwd=REPO_ROOT, check=False)
+        return (
+            (result.stdout.strip() or result.stderr.strip()).splitlines()[0]
+            if result.returncode == 0
+            else "?"
+        )
+
+    cpu = "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = f"{models[0]} x {len(models)}" if models else "?"
+    dirty = (
+        " (with uncommitted changes)"
+        if output("git", "status", "--porcelain") not in ("", "?")
+        else ""
+    )
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "commit": output("git", "rev-parse", "--short", "HEAD") + dirty,
+        "machine": f"{platform.node()}, {cpu}, {os.cpu_count()} CPUs",
+        "load average at start": f"{load[0]:.2f}",
+        "python (tooling)": platform.python_version(),
+        "copier": output(sys.executable, "-m", "copier", "--version").split()[-1],
+        "uv": output("uv", "--version"),
+        "sections": ", ".join(sections),
+        "repetitions": f"{options.repetitions} timed after {options.warmups} warm-up",
+        "load": (
+            f"{options.load_rounds} rounds x {options.load_seconds} s per endpoint and server "
+            f"(warm-up {options.load_warmup_seconds} s), {options.connections} connections, "
+            "server on CPU 0, wrk on CPU 1"
+        ),
+    }
+
+
+def write_results(report: Report, directory: Path) -> list[Path]:
+    """Timestamped files plus `latest.*`, so a run never overwrites an earlier one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(report.started))
+    written = []
+    for suffix, text in (("json", render_json(report)), ("md", render_markdown(report))):
+        for name in (f"bench-{stamp}.{suffix}", f"latest.{suffix}"):
+            (directory / name).write_text(text)
+            written.append(directory / name)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = options_from(args)
+    sections = [name for name in SECTIONS if name in args.sections.split(",")]
+    report = Report(environment=describe_environment(options, sections))
+    # Without .pyc files every Python start compiles its imports again (copier's alone take
+    # seconds): measure with the byte-code cache a developer's machine has.
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+        report.environment["PYTHONDONTWRITEBYTECODE"] = "set by the caller; unset for the run"
+    workspace = Workspace(Path(tempfile.mkdtemp(prefix="smplkit-bench-")), options)
+    try:
+        progress(
+            f"preparing: the core's local index and the template snapshot, in {workspace.root}"
+        )
+        workspace.prepare()
+        for name in sections:
+            text, measure = SECTIONS[name]
+            progress(f"{name}: {text}")
+            started = time.perf_counter()
+            try:
+                measure(workspace, report)
+            except Exception as error:  # noqa: BLE001 - one broken section must not hide the others
+                report.errors.append(f"{name}: {type(error).__name__}: {shorten(str(error))}")
+                traceback.print_exc()
+            progress(f"{name}: done in {time.perf_counter() - started:.0f} s")
+    except Exception as error:  # noqa: BLE001 - still write what was measured
+        report.errors.append(f"preparation: {type(error).__name__}: {shorten(str(error))}")
+        traceback.print_exc()
+    finally:
+        workspace.cleanup()
+        if options.keep:
+            progress(f"scratch folder kept: {workspace.root}")
+    print()
+    print(render_text(report), end="")
+    for path in write_results(report, args.results):
+        progress(f"wrote {path}")
+    return 1 if report.errors else 0
+
+
+def shorten(text: str, head: int = 8, tail: int = 30) -> str:
+    """An error's first and last lines: a failing command's output can run to thousands."""
+    lines = text.splitlines()
+    if len(lines) <= head + tail:
+        return text
+    return "\n".join([*lines[:head], f"[... {len(lines) - head - tail} lines ...]", *lines[-tail:]])
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

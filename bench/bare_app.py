@@ -1,0 +1,46 @@
+"""Bare FastAPI serving the same JSON the generated service serves: the load test's baseline.
+
+No middleware, no authentication, no validation of the body beyond JSON decoding, no response model:
+each route returns the dict recorded from the real service (BENCH_BARE_PAYLOADS names the JSON file
+holding them). The gap between this and the service is the cost of the core stack and the
+template's code; everything else (uvicorn, uvloop, httptools, FastAPI routing) is in both.
+
+Served by the generated service's own uvicorn and interpreter, so the versions are the same:
+`uvicorn bare_app:create_app --factory`, from a folder holding only this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI
+
+PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
+
+
+def create_app() -> FastAPI:
+    """The three routes of the load test, at the service's paths, with its status codes."""
+    payloads: dict[str, Any] = json.loads(Path(os.environ[PAYLOADS_VARIABLE]).read_text())
+    one: dict[str, Any] = payloads["one"]
+    page: dict[str, Any] = payloads["page"]
+    created: dict[str, Any] = payloads["created"]
+    collection: str = payloads["collection"]
+    app = FastAPI()
+
+    @app.get(collection + "/{widget_id}")
+    async def get_widget(widget_id: str) -> dict[str, Any]:  # noqa: ARG001 - routing only
+        return one
+
+    @app.get(collection)
+    async def list_widgets() -> dict[str, Any]:
+        return page
+
+    @app.post(collection, status_code=201)
+    async def create_widget(document: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        del document  # decoded like the service's body, then unused: no validation, no storage
+        return created
+
+    return app

@@ -1,0 +1,541 @@
+"""Throughput, latency and memory of the generated service under load, against bare FastAPI.
+
+Both servers run the service's own interpreter and uvicorn with the same flags, pinned to CPU 0
+(`taskset -c 0`), while wrk drives them from CPU 1, on loopback only. Rounds alternate between the
+service and the bare app, so noise from the rest of the machine lands on both, and the figure is the
+per-round ratio service/bare. Requests carry a valid account token (minted from the service's own
+settings), and the service's request log stays on (sent to /dev/null): its cost is part of the
+figure. Every wrk run is bounded by its duration; every wait by a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.counters import count_instructions, perf_works
+from bench.profiling import profile_server_under_load
+from bench.stats import Figure, Report, Summary, Target
+from bench.workspace import Workspace, service_modules
+from harness.commands import run, tool_env
+from harness.postgres import free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+WRK_DIR = BENCH_DIR / "wrk"
+RATIO_BUDGET = 0.90
+JSONAPI = "application/vnd.api+json"
+SEEDED_WIDGETS = 50
+PAGE_QUERY = "?page%5Bsize%5D=50"
+"""A page of 50 widgets (`page[size]=50`, percent-encoded so every URL parser takes it)."""
+CREATE_BODY = {
+    "data": {
+        "type": "widgets",
+        "attributes": {"name": "bench widget", "description": "Created by the load test."},
+    }
+}
+SERVER_FLAGS = ["--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
+"""The same uvicorn flags for both servers; one worker (uvicorn's default, a single process)."""
+SERVICE_CPU, LOAD_CPU = "0", "1"
+STARTUP_TIMEOUT_S = 60.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVICE_ENVIRONMENT = {
+    # A deployed configuration with strong secrets, so nothing runs in a development mode.
+    "ENVIRONMENT": "production",
+    "LOG_LEVEL": "INFO",
+    "ACCOUNT_TOKEN_KEY": "bench-account-token-key-0123456789abcdef0123456789",
+    "INTERNAL_TOKEN_SECRET": "bench-internal-token-secret-0123456789abcdef012345",
+}
+MINT_SCRIPT = """
+import sys
+from {package}.app import create_app
+from {package}.settings import Settings
+from {core}.testing import make_account_token
+settings = Settings(_env_file=None)
+print(create_app(settings).url_path_for("list_widgets"))
+for account in sys.argv[1:]:
+    print(make_account_token(
+        settings.core_settings(), account_id=account, tier="enterprise", expires_in=3600
+    ))
+"""
+"""Run in the service's venv: where the widgets are (the API's prefix is the template's choice),
+then tokens the service's own settings accept (tier enterprise: no limit on widgets)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    payload: str
+    """The key of its recorded response in the bare app's payload file."""
+    account: str
+    """Reads use one account holding the seeded widgets; creates another, so the page stays 50."""
+
+
+ENDPOINTS = (
+    Endpoint("GET one widget", "GET", "one", "reader"),
+    Endpoint("GET a page of 50 widgets", "GET", "page", "reader"),
+    Endpoint("POST (create) a widget", "POST", "created", "writer"),
+)
+
+
+@dataclass
+class Server:
+    """A uvicorn process pinned to the server CPU; its pid is uvicorn's own (taskset execs)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) in bytes, from /proc/<pid>/status."""
+        values: dict[str, int] = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+        return values
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used, from /proc/<pid>/stat."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to serve: `uvicorn APP --factory` run from `cwd` with `env`."""
+
+    name: str
+    app: str
+    cwd: Path
+    env: Mapping[str, str]
+
+
+def start_server(spec: ServerSpec, venv: Path, log_dir: Path) -> Server:
+    """Start the venv's uvicorn on the server CPU and wait until it accepts connections."""
+    name, port = spec.name, free_port()
+    log = log_dir / f"{name}.stderr.log"
+    args = ["taskset", "-c", SERVICE_CPU, str(venv / "bin" / "uvicorn"), spec.app, "--factory"]
+    args += [*SERVER_FLAGS, "--port", str(port)]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603 - fixed arguments
+            args, cwd=spec.cwd, env=tool_env(spec.env), stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    server = Server(name, process, port, log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited at start-up ({process.returncode}):\n{log.read_text()}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{name} did not accept connections within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def ensure_wrk() -> str:
+    """wrk's path; installed from Debian when missing and running as root, else a clear error."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    hint = (
+        "wrk is needed for the load test: install it with `sudo apt-get install -y wrk` "
+        "(Debian/Ubuntu)."
+    )
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(hint)
+    print("wrk is missing: installing it with apt-get (running as root)", flush=True)
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False).returncode != 0:
+        run(["apt-get", "update", "-qq"], env=env, timeout=300)
+        run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, timeout=300)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError(hint)
+    return found
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_seconds: float = 0.0
+    """CPU the server used during the run."""
+    server_instructions: int = 0
+    """User-space instructions the server ran during the run (0 without perf)."""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_seconds / self.requests * 1e6
+
+    @property
+    def kilo_instructions_per_request(self) -> float:
+        return self.server_instructions / self.requests / 1000
+
+
+RESULT_LINE = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
+
+
+class LoadGenerator:
+    """wrk on the load CPU, one thread, with the token and JSON:API headers of an endpoint."""
+
+    def __init__(self, wrk: str, connections: int, tokens: Mapping[str, str]) -> None:
+        self.wrk = wrk
+        self.connections = connections
+        self.tokens = tokens
+
+    def command(
+        self, endpoint: Endpoint, url: str, seconds: int
+    ) -> tuple[list[str], dict[str, str]]:
+        script = WRK_DIR / ("post.lua" if endpoint.method == "POST" else "get.lua")
+        args = ["taskset", "-c", LOAD_CPU, self.wrk, "-t1", f"-c{self.connections}"]
+        args += [f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
+        args += [
+            "-H",
+            f"Authorization: Bearer {self.tokens[endpoint.account]}",
+            "-H",
+            f"Accept: {JSONAPI}",
+        ]
+        return [*args, url], {"BENCH_WRK_BODY": json.dumps(CREATE_BODY)}
+
+    def run(self, endpoint: Endpoint, url: str, seconds: int) -> WrkResult:
+        args, env = self.command(endpoint, url, seconds)
+        output = run(args, env=env, timeout=seconds + 60).stdout
+        match = RESULT_LINE.search(output)
+        if match is None:
+            raise RuntimeError(f"wrk printed no result line:\n{output}")
+        fields = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+        errors = {key: fields[key] for key in ("connect", "read", "write", "status", "timeout")}
+        if any(errors.values()) or fields["requests"] == 0:
+            raise RuntimeError(f"{endpoint.name} at {url}: wrk counted errors {errors}:\n{output}")
+        return WrkResult(
+            requests=fields["requests"],
+            seconds=fields["duration_us"] / 1e6,
+            p50_ms=fields["p50_us"] / 1000,
+            p99_ms=fields["p99_us"] / 1000,
+        )
+
+
+class RssSampler:
+    """Polls VmRSS while a round runs: its maximum is the round's peak memory."""
+
+    def __init__(self, server: Server, interval: float = 0.05) -> None:
+        self.server = server
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.memory().get("VmRSS", 0))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class Rig:
+    """The two servers, the paths of the endpoints on them, and the load generator."""
+
+    servers: dict[str, Server]
+    paths: dict[str, str]
+    generator: LoadGenerator
+    perf: bool
+    """Whether `perf stat` can count the servers' instructions here."""
+
+    def load(self, endpoint: Endpoint, server: Server, seconds: int) -> WrkResult:
+        """One wrk run against one server, with the CPU time and instructions it spent on it."""
+        before = server.cpu_seconds()
+        with count_instructions(server.process.pid, enabled=self.perf) as instructions:
+            result = self.generator.run(endpoint, server.url(self.paths[endpoint.payload]), seconds)
+        return replace(
+            result,
+            server_cpu_seconds=server.cpu_seconds() - before,
+            server_instructions=instructions.count,
+        )
+
+
+@dataclass
+class Measurements:
+    results: dict[str, dict[str, list[WrkResult]]]
+    """endpoint name -> server name -> one result per round."""
+    peak_rss: dict[str, list[int]]
+    after_rss: dict[str, list[int]]
+    idle_rss: dict[str, int]
+    final: dict[str, dict[str, int]]
+
+
+def measure_load(workspace: Workspace, report: Report) -> None:
+    """Seed, record the payloads, start the bare app, then alternate wrk rounds per endpoint."""
+    options = workspace.options
+    wrk = ensure_wrk()
+    service = workspace.reference_service()
+    package, core = service_modules(service)
+    venv = service / ".venv"
+    env = {**workspace.env, **SERVICE_ENVIRONMENT}
+    script = MINT_SCRIPT.format(package=package, core=core)
+    minted = run(
+        [str(venv / "bin" / "python"), "-c", script, "bench-a", "bench-b"], cwd=service, env=env
+    ).stdout.split()
+    collection, tokens = minted[0], {"reader": minted[1], "writer": minted[2]}
+    logs = workspace.fresh("load-logs")
+    logs.mkdir(parents=True)
+    service_app = f"{package}.app:create_app"
+    with running(start_server(ServerSpec("service", service_app, service, env), venv, logs)) as app:
+        paths, payloads = _seed(app, collection, tokens)
+        # The bare app runs from a folder of its own, so nothing else of bench/ is importable there.
+        bare_dir = logs / "bare"
+        bare_dir.mkdir()
+        shutil.copy2(BENCH_DIR / "bare_app.py", bare_dir / "bare_app.py")
+        (bare_dir / "payloads.json").write_text(json.dumps(payloads))
+        bare_env = {**env, "BENCH_BARE_PAYLOADS": str(bare_dir / "payloads.json")}
+        bare_app = "bare_app:create_app"
+        with running(
+            start_server(ServerSpec("bare", bare_app, bare_dir, bare_env), venv, logs)
+        ) as bare:
+            _check_bare(bare, paths, payloads, tokens)
+            generator = LoadGenerator(wrk, options.connections, tokens)
+            rig = Rig({"service": app, "bare": bare}, paths, generator, perf=perf_works())
+            measured = _run_rounds(workspace, rig)
+            _report(report, measured, options.connections, options.load_seconds)
+            ours = {core: "ours: core/", package: "ours: template/"}
+            _maybe_profile(workspace, report, rig, measured, ours)
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": JSONAPI, "Content-Type": JSONAPI}
+
+
+def _seed(
+    server: Server, collection: str, tokens: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """POST the widgets the GETs read; record each endpoint's response body for the bare app."""
+    with httpx.Client(base_url=server.url(""), timeout=10) as client:
+        created: list[dict[str, Any]] = []
+        for number in range(SEEDED_WIDGETS):
+            body = {"data": {"type": "widgets", "attributes": {"name": f"widget {number:02d}"}}}
+            response = client.post(collection, json=body, headers=_headers(tokens["reader"]))
+            _expect(response, 201)
+            created.append(response.json())
+        one_path = f"{collection}/{created[0]['data']['id']}"
+        one = client.get(one_path, headers=_headers(tokens["reader"]))
+        page = client.get(collection + PAGE_QUERY, headers=_headers(tokens["reader"]))
+        _expect(one, 200)
+        _expect(page, 200)
+        if len(page.json()["data"]) != SEEDED_WIDGETS:
+            raise RuntimeError(
+                f"the page holds {len(page.json()['data'])} widgets, not {SEEDED_WIDGETS}"
+            )
+    paths = {"one": one_path, "page": collection + PAGE_QUERY, "created": collection}
+    payloads = {"one": one.json(), "page": page.json(), "created": created[-1]}
+    return paths, {**payloads, "collection": collection}
+
+
+def _expect(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url} answered {response.status_code}, "
+            f"not {status}: {response.text[:2000]}"
+        )
+
+
+def _check_bare(
+    bare: Server, paths: Mapping[str, str], payloads: Mapping[str, Any], tokens: Mapping[str, str]
+) -> None:
+    """The baseline must serve the same documents, or the comparison means nothing."""
+    with httpx.Client(base_url=bare.url(""), timeout=10) as client:
+        one = client.get(paths["one"], headers=_headers(tokens["reader"]))
+        page = client.get(paths["page"], headers=_headers(tokens["reader"]))
+        created = client.post(
+            paths["created"], json=CREATE_BODY, headers=_headers(tokens["writer"])
+        )
+    for response, status, expected in (
+        (one, 200, "one"),
+        (page, 200, "page"),
+        (created, 201, "created"),
+    ):
+        _expect(response, status)
+        if response.json() != payloads[expected]:
+            raise RuntimeError(f"the bare app's {expected!r} document differs from the service's")
+
+
+def _run_rounds(workspace: Workspace, rig: Rig) -> Measurements:
+    """Per endpoint: a warm-up of each server, then rounds alternating which server goes first."""
+    options = workspace.options
+    servers = rig.servers
+    idle = {name: server.memory()["VmRSS"] for name, server in servers.items()}
+    results: dict[str, dict[str, list[WrkResult]]] = {}
+    peak: dict[str, list[int]] = {name: [] for name in servers}
+    after: dict[str, list[int]] = {name: [] for name in servers}
+    for endpoint in ENDPOINTS:
+        results[endpoint.name] = {name: [] for name in servers}
+        for server in servers.values():
+            rig.load(endpoint, server, options.load_warmup_seconds)
+        for round_number in range(options.load_rounds):
+            order = list(servers) if round_number % 2 == 0 else list(reversed(list(servers)))
+            for name in order:
+                server = servers[name]
+                with RssSampler(server) as sampler:
+                    result = rig.load(endpoint, server, options.load_seconds)
+                results[endpoint.name][name].append(result)
+                peak[name].append(sampler.peak)
+                time.sleep(0.2)
+                after[name].append(server.memory()["VmRSS"])
+    final = {name: server.memory() for name, server in servers.items()}
+    return Measurements(results, peak, after, idle, final)
+
+
+MIB = 1 / (1024 * 1024)
+
+
+def _report(report: Report, measured: Measurements, connections: int, seconds: int) -> None:
+    for endpoint in ENDPOINTS:
+        service = measured.results[endpoint.name]["service"]
+        bare = measured.results[endpoint.name]["bare"]
+        ratios = Summary.of([ours.rps / base.rps for ours, base in zip(service, bare, strict=True)])
+        section = "load"
+        report.figures.append(
+            Figure(
+                section=section,
+                name=f"{endpoint.name}, req/s",
+                unit="req/s",
+                value=Summary.of([result.rps for result in service]),
+                baseline_name="bare FastAPI, same payload",
+                baseline=Summary.of([result.rps for result in bare]),
+                ratio=ratios,
+                target=Target(">=", RATIO_BUDGET, on="ratio"),
+                note=f"{connections} connections, {len(service)} x {seconds} s",
+            )
+        )
+        metrics = [("server CPU per request", "cpu_us_per_request", "us")]
+        if all(result.server_instructions for result in (*service, *bare)):
+            metrics.append(
+                ("server instructions per request", "kilo_instructions_per_request", "k")
+            )
+        for label, attribute, unit in (
+            *metrics,
+            ("p50 latency", "p50_ms", "ms"),
+            ("p99 latency", "p99_ms", "ms"),
+        ):
+            report.figures.append(
+                Figure(
+                    section=section,
+                    name=f"{endpoint.name}, {label}",
+                    unit=unit,
+                    value=Summary.of([getattr(result, attribute) for result in service]),
+                    baseline_name="bare FastAPI",
+                    baseline=Summary.of([getattr(result, attribute) for result in bare]),
+                )
+            )
+    peak_hwm = measured.final["service"]["VmHWM"] * MIB
+    bare_hwm = measured.final["bare"]["VmHWM"] * MIB
+    figures = (
+        (
+            "RSS before load (seeded)",
+            [measured.idle_rss["service"]],
+            [measured.idle_rss["bare"]],
+            "",
+        ),
+        (
+            "RSS peak under load, per round",
+            measured.peak_rss["service"],
+            measured.peak_rss["bare"],
+            "",
+        ),
+        (
+            "RSS after each round",
+            measured.after_rss["service"],
+            measured.after_rss["bare"],
+            f"VmHWM at the end: {peak_hwm:.1f} MiB, bare {bare_hwm:.1f} MiB; "
+            "every POST keeps a widget in the in-memory repository",
+        ),
+    )
+    for name, ours, base, note in figures:
+        report.figures.append(
+            Figure(
+                section="memory",
+                name=name,
+                unit="MiB",
+                value=Summary.of([value * MIB for value in ours]),
+                baseline_name="bare FastAPI",
+                baseline=Summary.of([value * MIB for value in base]),
+                note=note,
+            )
+        )
+
+
+def _maybe_profile(
+    workspace: Workspace, report: Report, rig: Rig, measured: Measurements, ours: dict[str, str]
+) -> None:
+    """Sample both servers with py-spy under the load of each endpoint that missed its budget."""
+    options = workspace.options
+    for endpoint in ENDPOINTS:
+        rounds = measured.results[endpoint.name]
+        ratio = Summary.of(
+            [a.rps / b.rps for a, b in zip(rounds["service"], rounds["bare"], strict=True)]
+        ).median
+        if not options.should_profile(ratio < RATIO_BUDGET):
+            continue
+
+        def drive(name: str, seconds: int, endpoint: Endpoint = endpoint) -> float:
+            return rig.load(endpoint, rig.servers[name], seconds).cpu_us_per_request
+
+        lines = profile_server_under_load(
+            {name: server.process.pid for name, server in rig.servers.items()},
+            drive,
+            seconds=max(options.load_seconds * 2, 4),
+            output_dir=workspace.fresh("profile"),
+            ours=ours,
+        )
+        report.add_note(f"Profile: {endpoint.name} under load (py-spy, ratio {ratio:.2f})", lines)
