@@ -72,10 +72,7 @@ class Workspace:
                 f"Python {SERVICE_PYTHON} is needed to run generated services: install it (e.g. "
                 f"`pyenv install {SERVICE_PYTHON}`) so that python{SERVICE_PYTHON} is on PATH."
             )
-        # The interpreter itself, not a pyenv shim: uv cannot tell that a venv made from a shim's
-        # interpreter satisfies a request for the shim, and recreates the venv at every command.
-        real = run([python, "-c", "import sys; print(sys.executable)"]).stdout.strip()
-        self.env = {"UV_PYTHON": real}
+        self.env = {"UV_PYTHON": python}
 
     @property
     def answers(self) -> dict[str, str]:

@@ -12,14 +12,19 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+UNINHERITED = frozenset({"VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE"})
+"""Not passed to tools: an outer venv would confuse uv, and without bytecode caches every Python
+process (copier, pytest, the services) recompiles everything it imports, several times slower."""
+
+
 class CommandFailedError(RuntimeError):
     """A command exited non-zero; the message carries its output, so a failure explains itself."""
 
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for tools: this interpreter's scripts first on PATH, so `uv` and `copier`
-    are the locked ones, and nothing inherited from an outer virtual environment."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    are the locked ones, less what UNINHERITED names."""
+    env = {key: value for key, value in os.environ.items() if key not in UNINHERITED}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     env.update(extra or {})
@@ -59,17 +64,22 @@ def git(*args: str, cwd: Path) -> str:
 
 
 def find_python(version: str) -> str | None:
-    """An interpreter for `version` ("3.12"): on PATH, or installed by pyenv; None when absent."""
+    """An interpreter for `version` ("3.12"), on PATH or installed by pyenv; None when absent.
+
+    The interpreter's own `sys.executable` is returned, never a pyenv shim: uv records the path it
+    is given, and a shim's path makes every later `uv run` rebuild the environment.
+    """
     candidates = [shutil.which(f"python{version}")]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += sorted(map(str, pyenv_root.glob(f"versions/{version}.*/bin/python{version}")))
     for candidate in filter(None, candidates):
         probe = subprocess.run(  # noqa: S603 - a candidate interpreter found above
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2], sys.executable)"],
             capture_output=True,
             text=True,
             check=False,
         )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
+        found_version, _, executable = probe.stdout.strip().partition(" ")
+        if probe.returncode == 0 and found_version == version and executable:
+            return executable
     return None

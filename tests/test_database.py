@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.commands import run, tool_env
-from harness.generate import copy, update
+from harness.commands import tool_env
 from harness.postgres import (
     Cluster,
     PostgresUnavailableError,
@@ -32,7 +31,7 @@ from harness.postgres import (
     psql,
     throwaway_cluster,
 )
-from tests.services import GeneratedService, ServiceCache, python_for
+from tests.services import GeneratedService, ServiceCache
 from tests.tools import require_tool
 
 POSTGRES = {"database": "postgres"}
@@ -278,44 +277,6 @@ def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
         assert (status, content_type) == (200, JSONAPI), body
         assert [widget["attributes"]["name"] for widget in json.loads(body)["data"]] == ["Sprocket"]
         assert process.poll() is None  # the same process throughout
-
-
-# Switching an existing service to the database option.
-
-
-@pytest.mark.xdist_group("postgres-switch")
-def test_copier_update_switches_a_service_to_postgres(
-    tmp_path: Path,
-    template_repo: Path,
-    template_version: str,
-    base_answers: dict[str, str],
-    database_url: str,
-) -> None:
-    """A service generated without a database gets one with `copier update --data database=postgres`
-    (the same release: Copier renders it again with the new answer), and passes its checks."""
-    destination = tmp_path / "orders"
-    env = {"UV_PYTHON": python_for("3.11")}
-    copy(template_repo, destination, base_answers, vcs_ref=template_version, env=env)
-    assert not (destination / "alembic.ini").exists()
-
-    update(destination, "--vcs-ref", template_version, data=POSTGRES, env=env)
-    switched = GeneratedService(destination)
-    assert switched.answers["database"] == "postgres"
-    changes = switched.run("git", "status", "--porcelain").stdout
-    assert not [line for line in changes.splitlines() if line.endswith(".rej") or line[:2] == "UU"]
-    for path in ("alembic.ini", "compose.yaml", "migrations/env.py", "src/orders/db/engine.py"):
-        assert (destination / path).is_file(), path
-    conflicts = run(
-        ["git", "grep", "--untracked", "-l", "-E", "^(<<<<<<< |>>>>>>> )"],
-        cwd=destination,
-        check=False,
-    )
-    assert conflicts.stdout == ""
-
-    switched.run("uv", "lock")  # pyproject.toml gained the database's dependencies
-    switched.run("uv", "sync", "--locked")
-    output = passes_its_checks(switched, database_url)
-    assert_all_passed(output)
 
 
 # The deploy: the task definition gets the database's address and its password's secret.

@@ -85,7 +85,7 @@ def test_pre_commit_passes_on_a_fresh_service(hooks: Hooks) -> None:
         "ruff format",
         "mypy (strict)",
         "no merge conflict markers",
-        "no untracked *.rej files",
+        "no untracked *.rej or *.team-edits files",
     ):
         assert any(
             line.startswith(hook) and line.endswith("Passed") for line in result.stdout.splitlines()
@@ -120,16 +120,19 @@ def test_conflict_markers_in_python_fail_too(service: GeneratedService, hooks: H
     assert f"src/{service.package_name}/__init__.py:" in result.stdout
 
 
-def test_an_untracked_rej_file_fails_the_hooks(service: GeneratedService, hooks: Hooks) -> None:
-    stray = service.path / "x.rej"
+@pytest.mark.parametrize("leftover", ["x.rej", "README.md.team-edits"])
+def test_an_untracked_update_leftover_fails_the_hooks(
+    service: GeneratedService, hooks: Hooks, leftover: str
+) -> None:
+    stray = service.path / leftover
     stray.write_text("--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-old\n+new\n")
     try:
         result = hooks()
     finally:
         stray.unlink()
     assert result.returncode == 1
-    assert "no untracked *.rej files" in result.stdout
-    assert "x.rej" in result.stdout
+    assert "no untracked *.rej or *.team-edits files" in result.stdout
+    assert leftover in result.stdout
 
 
 def test_a_staged_rej_file_fails_the_hooks(service: GeneratedService, hooks: Hooks) -> None:

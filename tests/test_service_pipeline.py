@@ -872,7 +872,7 @@ def test_pre_commit_hooks_are_all_local_and_run_the_locked_tools(service: Genera
     assert hooks["no-conflict-markers"]["language"] == "pygrep"
     assert hooks["no-conflict-markers"]["entry"] == "^(<<<<<<< |=======$|>>>>>>> )"
     assert hooks["no-rej-files"]["language"] == "fail"
-    assert hooks["no-rej-files"]["files"] == r"\.rej$"
+    assert hooks["no-rej-files"]["files"] == r"\.(rej|team-edits)$"
     for hook in hooks.values():
         assert hook["language"] in {"system", "pygrep", "fail"}, hook["id"]
 

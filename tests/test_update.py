@@ -192,7 +192,8 @@ def test_the_pre_commit_hooks_catch_what_conflicts_leave(
         assert "README.md:1:<<<<<<< before updating" in result.stdout
         assert "docs/runbook.md:1:<<<<<<< before updating" in result.stdout
     else:
-        assert re.search(r"no untracked \*\.rej files\.+Failed", result.stdout), result.stdout
+        leftovers_hook = r"no untracked \*\.rej or \*\.team-edits files\.+Failed"
+        assert re.search(leftovers_hook, result.stdout), result.stdout
         assert "README.md.rej" in result.stdout
         assert "docs/runbook.md.rej" in result.stdout
 

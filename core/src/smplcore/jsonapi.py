@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Generic, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -280,15 +280,22 @@ def resource_document(
     return cast("ResourceDocument[AttributesT]", cls(data=resource, links={"self": self_link}))
 
 
-def _page_link(url: str, number: int, size: int) -> str:
+def _page_linker(url: str, size: int) -> Callable[[int], str]:
+    """``link(number)``: ``url`` with ``page[number]``/``page[size]`` set and its other query
+    parameters kept. The URL is parsed once per document, not once per link."""
     parts = urlsplit(url)
-    query = [
+    kept = [
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
         if key not in ("page[number]", "page[size]")
     ]
-    query += [("page[number]", str(number)), ("page[size]", str(size))]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="[]"), fragment=""))
+    prefix = urlunsplit(parts._replace(query="", fragment=""))
+    kept_query = urlencode(kept, safe="[]") + "&" if kept else ""
+
+    def link(number: int) -> str:
+        return f"{prefix}?{kept_query}page[number]={number}&page[size]={size}"
+
+    return link
 
 
 def collection_document(
@@ -305,12 +312,13 @@ def collection_document(
     url = str(url)  # a starlette URL works too
     pages = -(-total // page.size)
     last = max(pages, 1)
+    link = _page_linker(url, page.size)
     links: PaginationLinks = {
         "self": url,
-        "first": _page_link(url, 1, page.size),
-        "prev": _page_link(url, min(page.number - 1, last), page.size) if page.number > 1 else None,
-        "next": _page_link(url, page.number + 1, page.size) if page.number < pages else None,
-        "last": _page_link(url, last, page.size),
+        "first": link(1),
+        "prev": link(min(page.number - 1, last)) if page.number > 1 else None,
+        "next": link(page.number + 1) if page.number < pages else None,
+        "last": link(last),
     }
     meta: CollectionMeta = {
         "total": total,
