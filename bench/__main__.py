@@ -130,11 +130,10 @@ def describe_environment(options: Options, sections: Sequence[str]) -> dict[str,
 
     def output(*args: str) -> str:
         result = run(list(args), cwd=REPO_ROOT, check=False)
-        return (
-            (result.stdout.strip() or result.stderr.strip()).splitlines()[0]
-            if result.returncode == 0
-            else "?"
-        )
+        if result.returncode != 0:
+            return "?"
+        lines = (result.stdout.strip() or result.stderr.strip()).splitlines()
+        return lines[0] if lines else ""
 
     cpu = "?"
     cpuinfo = Path("/proc/cpuinfo")
