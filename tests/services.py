@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,29 @@ class GeneratedService:
         return run(
             list(args), cwd=self.path, env={**self.env, **(env or {})}, check=check, timeout=timeout
         )
+
+    def account_token(self, account_id: str = "acct-1") -> str:
+        """An account token the service accepts while it runs with its development secrets."""
+        core = self.answers.get("core_module", "smplcore")
+        script = (
+            f"from {self.package_name}.settings import get_settings\n"
+            f"from {core}.testing import make_account_token\n"
+            f"print(make_account_token(get_settings().core_settings(), account_id={account_id!r}))"
+        )
+        return self.run("uv", "run", "--locked", "python", "-c", script).stdout.strip()
+
+    def passes_its_checks(self, env: Mapping[str, str] | None = None, min_tests: int = 20) -> str:
+        """What the service's CI runs (ruff, mypy, tests), all green; returns pytest's -v output."""
+        for check in (["ruff", "check"], ["ruff", "format", "--check"], ["mypy"]):
+            self.run("uv", "run", "--locked", *check)
+        output = self.run(
+            "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider", env=env
+        ).stdout
+        passed = re.search(r"(\d+) passed", output)
+        assert passed, output
+        assert int(passed.group(1)) >= min_tests, output
+        assert not [word for word in (" failed", " error", " skipped") if word in output], output
+        return output
 
     def files(self) -> list[Path]:
         """Every generated file, outside git's and the tools' own folders."""

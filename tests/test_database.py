@@ -49,35 +49,11 @@ def alembic(service: GeneratedService, url: str, *args: str) -> str:
     return service.run("uv", "run", "--locked", "alembic", *args, env={"DATABASE_URL": url}).stdout
 
 
-def passes_its_checks(service: GeneratedService, server_url: str) -> str:
-    """What the service's CI runs, with its tests on the server: pytest's output."""
-    service.run("uv", "run", "--locked", "ruff", "check")
-    service.run("uv", "run", "--locked", "ruff", "format", "--check")
-    service.run("uv", "run", "--locked", "mypy")
-    tests = service.run(
-        "uv",
-        "run",
-        "--locked",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        env={"TEST_DATABASE_URL": server_url},
-    )
-    return tests.stdout
-
-
-def assert_all_passed(output: str) -> None:
-    assert " passed" in output, output
-    assert not [word for word in (" failed", " error", " skipped") if word in output], output
-
-
 def test_the_service_passes_its_checks_and_tests_against_postgres(
     service: GeneratedService, database_url: str
 ) -> None:
     before = database_names(database_url)
-    output = passes_its_checks(service, database_url)
-    assert_all_passed(output)
+    service.passes_its_checks(env={"TEST_DATABASE_URL": database_url})
     # The run made a database of its own and dropped it: nothing of it is left on the server.
     leftovers = {name for name in database_names(database_url) - before if name.startswith("test_")}
     assert leftovers == set()
@@ -227,20 +203,6 @@ def call(
         return 0, "", ""
 
 
-def account_token(service: GeneratedService) -> str:
-    """An account token the served service accepts (it runs with the development secrets)."""
-    return service.run(
-        "uv",
-        "run",
-        "--locked",
-        "python",
-        "-c",
-        f"from {service.package_name}.settings import get_settings\n"
-        "from smplcore.testing import make_account_token\n"
-        "print(make_account_token(get_settings().core_settings(), account_id='acct-1'))",
-    ).stdout.strip()
-
-
 def assert_unavailable(status: int, content_type: str, body: str) -> None:
     assert (status, content_type) == (503, JSONAPI), body
     document = json.loads(body)
@@ -255,7 +217,7 @@ def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
     psql(cluster.url, "CREATE DATABASE outage")
     url = database_url(cluster.url, "outage")
     alembic(service, url, "upgrade", "head")
-    headers = {"Authorization": f"Bearer {account_token(service)}", "Content-Type": JSONAPI}
+    headers = {"Authorization": f"Bearer {service.account_token()}", "Content-Type": JSONAPI}
     sprocket = {"data": {"type": "widgets", "attributes": {"name": "Sprocket"}}}
     with serve(service, tmp_path / "service.log", DATABASE_URL=url) as (base_url, process):
         status, _, body = call(f"{base_url}/v1/widgets", headers, sprocket)

@@ -134,16 +134,7 @@ def test_service_serves_json_api(service: GeneratedService, served: str) -> None
     assert (status, content_type) == (401, "application/vnd.api+json")
     assert body["errors"]
 
-    token = service.run(
-        "uv",
-        "run",
-        "--locked",
-        "python",
-        "-c",
-        f"from {service.package_name}.settings import get_settings\n"
-        "from smplcore.testing import make_account_token\n"
-        "print(make_account_token(get_settings().core_settings(), account_id='acct-1'))",
-    ).stdout.strip()
+    token = service.account_token()
     status, content_type, body = get_json(
         f"{served}/v1/widgets", {"Authorization": f"Bearer {token}"}
     )
