@@ -341,12 +341,20 @@ def measure_load(workspace: Workspace, report: Report) -> None:
         (bare_dir / "payloads.json").write_text(json.dumps(payloads))
         bare_env = {**env, "BENCH_BARE_PAYLOADS": str(bare_dir / "payloads.json")}
         bare_app = "bare_app:create_app"
-        with running(
-            start_server(ServerSpec("bare", bare_app, bare_dir, bare_env), venv, logs)
-        ) as bare:
+        core_env = {**bare_env, "BENCH_WITH_CORE": f"{package}:{core}"}
+        with (
+            running(
+                start_server(ServerSpec("bare", bare_app, bare_dir, bare_env), venv, logs)
+            ) as bare,
+            running(
+                start_server(ServerSpec("core", bare_app, bare_dir, core_env), venv, logs)
+            ) as cored,
+        ):
             _check_bare(bare, paths, payloads, tokens)
+            _check_bare(cored, paths, payloads, tokens)
             generator = LoadGenerator(wrk, options.connections, tokens)
-            rig = Rig({"service": app, "bare": bare}, paths, generator, perf=perf_works())
+            servers = {"service": app, "bare": bare, "core": cored}
+            rig = Rig(servers, paths, generator, perf=perf_works())
             measured = _run_rounds(workspace, rig)
             _report(report, measured, options.connections, options.load_seconds)
             ours = {core: "ours: core/", package: "ours: template/"}
@@ -456,6 +464,22 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
                 ratio=ratios,
                 target=Target(">=", RATIO_BUDGET, on="ratio"),
                 note=f"{connections} connections, {len(service)} x {seconds} s",
+            )
+        )
+        cored = measured.results[endpoint.name]["core"]
+        report.figures.append(
+            Figure(
+                section=section,
+                name=f"{endpoint.name}, core stack on the bare handler, req/s",
+                unit="req/s",
+                value=Summary.of([result.rps for result in cored]),
+                baseline_name="bare FastAPI, same handler",
+                baseline=Summary.of([result.rps for result in bare]),
+                ratio=Summary.of(
+                    [ours.rps / base.rps for ours, base in zip(cored, bare, strict=True)]
+                ),
+                target=Target(">=", RATIO_BUDGET, on="ratio"),
+                note="install_core + a verified account token; the handler returns the same dict",
             )
         )
         metrics = [("server CPU per request", "cpu_us_per_request", "us")]
