@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -18,6 +17,7 @@ from harness.commands import REPO_ROOT, run, tool_env
 from harness.core_index import publish_core
 from harness.generate import copy
 from harness.postgres import free_port
+from harness.serve import wait_until_live
 from harness.template_repo import current_version, snapshot
 
 DEMO_DIR = REPO_ROOT / ".demo"
@@ -38,19 +38,6 @@ def request(
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
-
-
-def wait_until_live(base_url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the service exited before it answered /livez")
-        try:
-            urllib.request.urlopen(f"{base_url}/livez", timeout=1)  # noqa: S310 - loopback only
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the service did not answer {base_url}/livez within {seconds} s")
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from harness.postgres import (
     psql,
     throwaway_cluster,
 )
+from harness.serve import ServiceDidNotStartError, wait_until_live
 from tests.services import GeneratedService, ServiceCache
 from tests.tools import require_tool
 
@@ -174,13 +175,10 @@ def serve(
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while call(f"{base_url}/livez")[0] != 200:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, (
-                f"no answer on /livez within 30 s:\n{log.read_text()}"
-            )
-            time.sleep(0.1)
+        try:
+            wait_until_live(base_url, process)
+        except ServiceDidNotStartError as error:
+            pytest.fail(f"{error}:\n{log.read_text()}")
         yield base_url, process
     finally:
         process.terminate()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from harness.commands import tool_env
 from harness.postgres import free_port, fresh_database
+from harness.serve import ServiceDidNotStartError, wait_until_live
 from tests.services import GeneratedService, ServiceCache
 
 VARIANTS = {
@@ -103,14 +103,11 @@ def served(service: GeneratedService, request: pytest.FixtureRequest) -> Iterato
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(f"{base_url}/livez", timeout=1)  # noqa: S310 - loopback
-                    break
-                except OSError:
-                    assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                    time.sleep(0.1)
+            try:
+                wait_until_live(base_url, process)
+            except ServiceDidNotStartError as error:
+                process.kill()
+                pytest.fail(f"{error}:\n{process.communicate()[0]}")
             yield base_url
         finally:
             process.terminate()

@@ -14,7 +14,6 @@ import json
 import shlex
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pytest
 
 from harness.commands import tool_env
 from harness.postgres import free_port
+from harness.serve import ServiceDidNotStartError, wait_until_live
 from tests.services import GeneratedService, ServiceCache
 
 VARIANTS = {
@@ -321,17 +321,12 @@ def served(image: Image) -> Iterator[tuple[Image, int]]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    output = process.stdout.read() if process.stdout else ""
-                    pytest.fail(f"the image's CMD did not serve /livez:\n{output}")
-                time.sleep(0.1)
+        try:
+            wait_until_live(f"http://127.0.0.1:{port}", process)
+        except ServiceDidNotStartError as error:
+            process.kill()
+            output = process.communicate()[0]
+            pytest.fail(f"the image's CMD did not serve /livez ({error}):\n{output}")
         yield image, port
     finally:
         process.terminate()
