@@ -17,12 +17,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI
+from fastapi import Body, FastAPI
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
-"""`<service package>:<core module>`: wire the core (install_core with the service's settings, and
-the account token verified on every route) around the same handlers. The core's own figure."""
+"""`<service package>:<core module>`: wire the core around the same handlers (install_core with the
+service's settings and an access policy, so every request's account token is verified, as the
+template wires it). The core's own figure."""
 
 
 def create_app() -> FastAPI:
@@ -33,17 +34,17 @@ def create_app() -> FastAPI:
     created: dict[str, Any] = payloads["created"]
     collection: str = payloads["collection"]
     app = FastAPI()
-    dependencies = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
 
-    @app.get(collection + "/{widget_id}", dependencies=dependencies)
+    @app.get(collection + "/{widget_id}")
     async def get_widget(widget_id: str) -> dict[str, Any]:  # noqa: ARG001 - routing only
         return one
 
-    @app.get(collection, dependencies=dependencies)
+    @app.get(collection)
     async def list_widgets() -> dict[str, Any]:
         return page
 
-    @app.post(collection, status_code=201, dependencies=dependencies)
+    @app.post(collection, status_code=201)
     async def create_widget(document: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         del document  # decoded like the service's body, then unused: no validation, no storage
         return created
@@ -51,12 +52,11 @@ def create_app() -> FastAPI:
     return app
 
 
-def _with_core(app: FastAPI, modules: str | None) -> list[Any]:
-    """Install the core on `app` when asked; the route dependencies that verify the token."""
+def _with_core(app: FastAPI, modules: str | None) -> None:
+    """Install the core on `app` when asked, secure by default: every route needs an account token."""
     if not modules:
-        return []
+        return
     package, core = modules.split(":")
     settings = importlib.import_module(f"{package}.settings").get_settings()
     core_module = importlib.import_module(core)
-    core_module.install_core(app, settings.core_settings())
-    return [Depends(core_module.current_account)]
+    core_module.install_core(app, settings.core_settings(), access=core_module.AccessPolicy())

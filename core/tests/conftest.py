@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from referencing import Registry, Resource
 
 from smplcore import (
+    AccessPolicy,
     AccountContext,
     AuthSettings,
     CollectionDocument,
@@ -196,10 +197,10 @@ class WidgetPatch(BaseModel):
     size: Annotated[int | None, Field(ge=1)] = None
 
 
-def build_app(settings: CoreSettings) -> FastAPI:
+def build_app(settings: CoreSettings, access: AccessPolicy | None = None) -> FastAPI:
     """A service as the template builds it: install_core first, then the routers."""
     app = FastAPI(title="widgets")
-    install_core(app, settings)
+    install_core(app, settings, access=access)
     store: dict[str, dict[str, Any]] = {}
 
     router = APIRouter(prefix="/v1/widgets")
@@ -299,6 +300,12 @@ def build_app(settings: CoreSettings) -> FastAPI:
 @pytest.fixture
 def app(settings: CoreSettings) -> FastAPI:
     return build_app(settings)
+
+
+@pytest.fixture
+def app_factory() -> Callable[..., FastAPI]:
+    """``build_app(settings, access=None)``: the service app, optionally under an access policy."""
+    return build_app
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from smplcore import (
     JSONAPI_MEDIA_TYPE,
+    AccessPolicy,
     AccountContext,
     CoreSettings,
     InternalCaller,
@@ -28,6 +29,19 @@ TokenFactory = Callable[..., str]
 WIDGETS = "/v1/widgets"
 INTERNAL = "/internal/ping"
 OTHER_KEY = "a-completely-different-signing-secret-" + "0123456789abcdef" * 3
+
+
+@pytest.fixture(params=["dependencies", "access-policy"])
+def client(
+    request: pytest.FixtureRequest,
+    settings: CoreSettings,
+    app_factory: Callable[..., FastAPI],
+) -> Iterator[TestClient]:
+    """Every token test runs twice: checked by the routes' dependencies alone, and checked first
+    by the middleware under an access policy (the dependencies then reuse its verdict)."""
+    access = AccessPolicy(internal_prefix="/internal") if request.param == "access-policy" else None
+    with TestClient(app_factory(settings, access), base_url="http://testserver") as test_client:
+        yield test_client
 
 
 def refused(
@@ -362,7 +376,6 @@ def test_cache_can_be_disabled(
 
 def test_rotated_out_key_is_refused_even_when_cached(
     client: TestClient,
-    app: FastAPI,
     settings_factory: Callable[..., CoreSettings],
     account_token: TokenFactory,
     assert_document: Callable[[object], None],
@@ -370,7 +383,7 @@ def test_rotated_out_key_is_refused_even_when_cached(
     old = account_token()
     headers = {"Authorization": f"Bearer {old}"}
     assert client.get(WIDGETS, headers=headers).status_code == 200  # verified and cached
-    verifier: TokenVerifier = getattr(app.state, VERIFIER_STATE_KEY)
+    verifier: TokenVerifier = getattr(client.app.state, VERIFIER_STATE_KEY)  # type: ignore[attr-defined]
     assert len(verifier._account_cache) == 1
     verifier.update_settings(settings_factory(account_token_key=OTHER_KEY))
     refused(client.get(WIDGETS, headers=headers), assert_document)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from smplcore.app import install_core
 from smplcore.auth import (
+    AccessPolicy,
     AccountContext,
     CurrentAccount,
     CurrentInternalCaller,
@@ -52,7 +53,8 @@ from smplcore.jsonapi import (
     page_params,
     resource_document,
 )
-from smplcore.logging import RequestContextMiddleware, configure_logging, current_request_id
+from smplcore.logging import configure_logging, current_request_id
+from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import AuthSettings, CoreSettings
 
 if TYPE_CHECKING:  # the testing helpers need the `testing` extra: imported on first use
@@ -78,6 +80,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_CATALOG",
     "JSONAPI_MEDIA_TYPE",
+    "AccessPolicy",
     "AccountContext",
     "AttributesT",
     "AuthSettings",

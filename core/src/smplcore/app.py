@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from smplcore.auth import VERIFIER_STATE_KEY, TokenVerifier
+from smplcore.auth import VERIFIER_STATE_KEY, AccessPolicy, TokenVerifier
 from smplcore.catalog import CATALOG_STATE_KEY, DEFAULT_CATALOG, Catalog
 from smplcore.errors import install_error_handlers
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
-from smplcore.logging import RequestContextMiddleware, configure_logging
+from smplcore.logging import configure_logging
+from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import CoreSettings
 
 __all__ = ["SETTINGS_STATE_KEY", "install_core"]
@@ -45,22 +46,40 @@ _ERROR_DOCUMENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def install_core(app: FastAPI, settings: CoreSettings, *, catalog: Catalog | None = None) -> None:
+def install_core(
+    app: FastAPI,
+    settings: CoreSettings,
+    *,
+    catalog: Catalog | None = None,
+    access: AccessPolicy | None = None,
+) -> None:
     """Wire the shared core into ``app`` (call it in the app factory, before including routers).
 
     - JSON logging (stdout) at ``settings.log_level``;
     - JSON:API error handlers (:func:`smplcore.errors.install_error_handlers`);
-    - the pure-ASGI :class:`~smplcore.logging.RequestContextMiddleware` (request id, request
+    - the pure-ASGI :class:`~smplcore.middleware.RequestContextMiddleware` (request id, request
       log, content negotiation, ``application/vnd.api+json`` on every response);
+    - with ``access``, that middleware also refuses every request without the token its path
+      needs (:class:`~smplcore.auth.AccessPolicy`: secure by default); the app's OpenAPI
+      document and interactive docs are public;
     - the OpenAPI document declares ``application/vnd.api+json`` bodies and JSON:API errors;
     - settings, token verifier and catalog (default :data:`DEFAULT_CATALOG`) on ``app.state``.
     """
     configure_logging(settings.log_level, service_name=settings.service_name)
     install_error_handlers(app)
+    verifier = TokenVerifier(settings)
     json_paths = {path for path in (app.openapi_url,) if path}
-    app.add_middleware(RequestContextMiddleware, json_paths=json_paths)
+    if access is not None:
+        docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+        access = access.with_public_paths(*docs)
+    app.add_middleware(
+        RequestContextMiddleware,
+        json_paths=json_paths,
+        access=access,
+        verifier=None if access is None else verifier,
+    )
     setattr(app.state, SETTINGS_STATE_KEY, settings)
-    setattr(app.state, VERIFIER_STATE_KEY, TokenVerifier(settings))
+    setattr(app.state, VERIFIER_STATE_KEY, verifier)
     setattr(app.state, CATALOG_STATE_KEY, DEFAULT_CATALOG if catalog is None else catalog)
 
     build_openapi = app.openapi

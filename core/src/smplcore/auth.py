@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Generic, TypeVar
 
@@ -20,7 +20,7 @@ import jwt.exceptions
 from fastapi import Depends, Request
 from jwt.algorithms import get_default_algorithms
 
-from smplcore._context import request_context
+from smplcore._context import AccountContext, InternalCaller, request_context
 from smplcore.errors import UnauthorizedError
 from smplcore.settings import CoreSettings, check_service_name
 
@@ -28,6 +28,7 @@ __all__ = [
     "ACCOUNT_TOKEN_CLAIMS",
     "INTERNAL_TOKEN_CLAIMS",
     "MAX_INTERNAL_TOKEN_TTL",
+    "AccessPolicy",
     "AccountContext",
     "CurrentAccount",
     "CurrentInternalCaller",
@@ -49,20 +50,43 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _MAX_TOKEN_LENGTH = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class AccountContext:
-    """Who calls a public endpoint: the user (``subject``), their account and its tier."""
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Secure by default: the token each request needs, checked before routing.
 
-    subject: str
-    account_id: str
-    tier: str
+    Given to :func:`smplcore.install_core`, the request-context middleware refuses (401) every
+    request without a valid account token, except requests for ``public_paths`` (exact paths,
+    such as health checks), which need none, and requests under ``internal_prefix`` (such as
+    ``/internal``), which need an internal token addressed to this service. The verified caller
+    is recorded for the request, so :func:`current_account`, :func:`internal_caller` and
+    ``require_feature`` return it without verifying again; a route is never left open because
+    it forgot a dependency. Checked on the raw path, this costs a set lookup per request, where
+    a FastAPI dependency costs a dependency resolution.
+    """
 
+    public_paths: Collection[str] = frozenset()
+    internal_prefix: str | None = None
 
-@dataclass(frozen=True, slots=True)
-class InternalCaller:
-    """The service that calls an internal endpoint (the token's issuer)."""
+    def __post_init__(self) -> None:
+        paths = frozenset(self.public_paths)
+        if not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            raise ValueError("public_paths must be paths starting with '/'")
+        prefix = self.internal_prefix
+        if prefix is not None and (
+            not prefix.startswith("/") or prefix.endswith("/") or len(prefix) < 2
+        ):
+            raise ValueError("internal_prefix must start with '/' and not end with '/'")
+        object.__setattr__(self, "public_paths", paths)
 
-    service: str
+    def with_public_paths(self, *paths: str | None) -> AccessPolicy:
+        """The same policy with ``paths`` public too (``None`` entries are ignored)."""
+        public = {*self.public_paths, *(path for path in paths if path)}
+        return AccessPolicy(public, self.internal_prefix)
+
+    def is_internal(self, path: str) -> bool:
+        """Whether ``path`` is under the internal prefix (the prefix itself included)."""
+        prefix = self.internal_prefix
+        return prefix is not None and (path == prefix or path.startswith(f"{prefix}/"))
 
 
 _T = TypeVar("_T")
@@ -71,31 +95,28 @@ _T = TypeVar("_T")
 class _Cache(Generic[_T]):
     """Bounded map token -> (result, exp); oldest entries go first."""
 
-    __slots__ = ("_entries", "size")
+    __slots__ = ("entries", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: dict[str, tuple[_T, float]] = {}
-
-    def get(self, token: str) -> tuple[_T, float] | None:
-        return self._entries.get(token)
+        self.entries: dict[str, tuple[_T, float]] = {}
 
     def put(self, token: str, result: _T, exp: float) -> None:
         if self.size <= 0:
             return
-        entries = self._entries
+        entries = self.entries
         while len(entries) >= self.size:
             del entries[next(iter(entries))]
         entries[token] = (result, exp)
 
     def discard(self, token: str) -> None:
-        self._entries.pop(token, None)
+        self.entries.pop(token, None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self.entries.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
 
 def _challenge(realm: str, error: str | None = None, description: str | None = None) -> str:
@@ -174,7 +195,7 @@ class TokenVerifier:
         return self._unauthorized("The token is invalid")
 
     def _cached(self, cache: _Cache[_T], token: str) -> _T | None:
-        entry = cache.get(token)
+        entry = cache.entries.get(token)
         if entry is None:
             return None
         result, exp = entry
@@ -268,12 +289,18 @@ class TokenVerifier:
 
     def bearer_token(self, request: Request) -> str:
         """The token of an ``Authorization: Bearer <token>`` header (401 if absent/malformed)."""
-        header = request.headers.get("authorization")
+        return self.bearer_token_of(request.headers.get("authorization"))
+
+    def bearer_token_of(self, header: str | None) -> str:
+        """The token of an ``Authorization`` header's value (401 if absent/malformed)."""
         if not header:
             raise self._unauthorized("Authentication is required", error=None)
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or not _TOKEN68.fullmatch(token):
+        # A cached token was verified before, so it is well formed: the regular expression
+        # costs more than the rest of a cached verification.
+        seen = token in self._account_cache.entries or token in self._internal_cache.entries
+        if scheme.lower() != "bearer" or not (seen or _TOKEN68.fullmatch(token)):
             raise self._unauthorized(
                 "The Authorization header must be 'Bearer <token>'", error="invalid_request"
             )
@@ -289,12 +316,17 @@ def get_verifier(request: Request) -> TokenVerifier:
 
 
 async def current_account(request: Request) -> AccountContext:
-    """Dependency: the account of the request's Bearer account token (401 on any failure)."""
+    """Dependency: the account of the request's Bearer account token (401 on any failure).
+
+    Under an :class:`AccessPolicy` the middleware has verified it already: this returns it.
+    """
+    context = request_context.get()
+    if context is not None and context.account is not None:
+        return context.account
     verifier = get_verifier(request)
     account = verifier.verify_account(verifier.bearer_token(request))
-    context = request_context.get()
     if context is not None:
-        context.account_id = account.account_id
+        context.account = account
     return account
 
 
@@ -302,12 +334,17 @@ CurrentAccount = Annotated[AccountContext, Depends(current_account)]
 
 
 async def internal_caller(request: Request) -> InternalCaller:
-    """Dependency: the calling service of a Bearer internal token addressed to this service."""
+    """Dependency: the calling service of a Bearer internal token addressed to this service.
+
+    Under an :class:`AccessPolicy` the middleware has verified it already: this returns it.
+    """
+    context = request_context.get()
+    if context is not None and context.caller is not None:
+        return context.caller
     verifier = get_verifier(request)
     caller = verifier.verify_internal(verifier.bearer_token(request))
-    context = request_context.get()
     if context is not None:
-        context.caller = caller.service
+        context.caller = caller
     return caller
 
 

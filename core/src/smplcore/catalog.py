@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from smplcore.auth import AccountContext, current_account
 from smplcore.errors import ForbiddenError
@@ -168,14 +168,15 @@ def require_feature(feature: str) -> Callable[..., Awaitable[AccountContext]]:
 
     ``account: Annotated[AccountContext, Depends(require_feature("widgets.export"))]`` or
     ``dependencies=[Depends(require_feature("widgets"))]``. The token is verified once per
-    request even when the route also asks for ``CurrentAccount``.
+    request even when the route also asks for ``CurrentAccount`` (not at all when the
+    middleware's :class:`~smplcore.auth.AccessPolicy` has verified it).
     """
     if not feature:
         raise ValueError("feature must be a non-empty name")
 
-    async def dependency(
-        request: Request, account: Annotated[AccountContext, Depends(current_account)]
-    ) -> AccountContext:
+    async def dependency(request: Request) -> AccountContext:
+        # called, not declared with Depends: one dependency for FastAPI to resolve, not two
+        account = await current_account(request)
         if not get_catalog(request).allows(account.tier, feature):
             raise ForbiddenError(
                 f"The '{account.tier}' tier does not include the feature '{feature}'",
