@@ -66,9 +66,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
     )
     parser.add_argument(
-        "--rounds", type=int, help="load rounds per endpoint and server (default 3; --quick 1)"
+        "--rounds", type=int, help="load rounds per endpoint and server (default 6; --quick 1)"
     )
-    parser.add_argument("--seconds", type=int, help="seconds per load round (default 5; --quick 2)")
+    parser.add_argument("--seconds", type=int, help="seconds per load round (default 3; --quick 2)")
     parser.add_argument(
         "--warmup-seconds",
         type=int,
@@ -115,8 +115,8 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(
         repetitions=pick(args.repetitions, 5, 1),
         warmups=pick(args.warmups, 1, 0),
-        load_rounds=pick(args.rounds, 3, 1),
-        load_seconds=pick(args.seconds, 5, 2),
+        load_rounds=pick(args.rounds, 6, 1),
+        load_seconds=pick(args.seconds, 3, 2),
         load_warmup_seconds=pick(args.warmup_seconds, 2, 1),
         connections=args.connections,
         profile=args.profile,

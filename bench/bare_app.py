@@ -53,7 +53,7 @@ def create_app() -> FastAPI:
 
 
 def _with_core(app: FastAPI, modules: str | None) -> None:
-    """Install the core on `app` when asked, secure by default: every route needs an account token."""
+    """Install the core on `app` when asked, secure by default: every route needs a token."""
     if not modules:
         return
     package, core = modules.split(":")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable
 
 import pytest
 
 from harness.commands import run
-from harness.core_index import add_to_index
+from harness.core_index import CORE_PROJECT, add_to_index
 from tests.services import GeneratedService
 
 DECOY_VERSION = "1.99.0"
@@ -50,7 +51,10 @@ def test_the_core_resolves_only_from_the_private_index(
 ) -> None:
     service = render()
     version, registry = locked_core(service, decoy_index_url)
-    assert version == "1.0.0"
+    assert (
+        version
+        == tomllib.loads((CORE_PROJECT / "pyproject.toml").read_text())["project"]["version"]
+    )
     assert registry == core_index_url.removeprefix("file://")
 
 

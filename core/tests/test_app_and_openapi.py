@@ -1,5 +1,6 @@
 """install_core wiring and the OpenAPI document it leaves behind."""
 
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ def test_install_core_stores_its_state(app: FastAPI, settings: CoreSettings) -> 
     assert getattr(app.state, SETTINGS_STATE_KEY) is settings
     assert isinstance(getattr(app.state, VERIFIER_STATE_KEY), TokenVerifier)
     assert getattr(app.state, CATALOG_STATE_KEY) is smplcore.DEFAULT_CATALOG
-    assert smplcore.__version__ == "1.0.0"
+    assert smplcore.__version__ == metadata.version("smplkit-core")
 
 
 def test_dependencies_need_install_core(settings: CoreSettings) -> None:

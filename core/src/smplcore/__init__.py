@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # the testing helpers need the `testing` extra: imported on f
     from smplcore.testing import assert_jsonapi_response as assert_jsonapi_response
     from smplcore.testing import make_account_token as make_account_token
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 _TESTING_NAMES = frozenset(
     {"assert_jsonapi_document", "assert_jsonapi_response", "make_account_token"}

@@ -93,15 +93,15 @@ _T = TypeVar("_T")
 
 
 class _Cache(Generic[_T]):
-    """Bounded map token -> (result, exp); oldest entries go first."""
+    """Bounded map token (or raw ``Authorization`` value) -> (result, exp); oldest go first."""
 
     __slots__ = ("entries", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: dict[str, tuple[_T, float]] = {}
+        self.entries: dict[str | bytes, tuple[_T, float]] = {}
 
-    def put(self, token: str, result: _T, exp: float) -> None:
+    def put(self, token: str | bytes, result: _T, exp: float) -> None:
         if self.size <= 0:
             return
         entries = self.entries
@@ -172,11 +172,18 @@ class TokenVerifier:
         self._internal_secret = auth.internal_token_secret.get_secret_value()
         self._account_cache: _Cache[AccountContext] = _Cache(auth.token_cache_size)
         self._internal_cache: _Cache[InternalCaller] = _Cache(auth.token_cache_size)
+        self._account_headers: _Cache[AccountContext] = _Cache(auth.token_cache_size)
+        self._internal_headers: _Cache[InternalCaller] = _Cache(auth.token_cache_size)
 
     def clear_cache(self) -> None:
         """Forget every cached verification."""
-        self._account_cache.clear()
-        self._internal_cache.clear()
+        for cache in (
+            self._account_cache,
+            self._internal_cache,
+            self._account_headers,
+            self._internal_headers,
+        ):
+            cache.clear()
 
     # -- failures
 
@@ -286,6 +293,38 @@ class TokenVerifier:
         return caller
 
     # -- requests
+
+    def account_for_header(self, header: bytes | None) -> AccountContext:
+        """:meth:`verify_account` for a raw ``Authorization`` value, as ASGI carries it."""
+        return self._for_header(
+            self._account_headers, self._account_cache, header, self.verify_account
+        )
+
+    def caller_for_header(self, header: bytes | None) -> InternalCaller:
+        """:meth:`verify_internal` for a raw ``Authorization`` value, as ASGI carries it."""
+        return self._for_header(
+            self._internal_headers, self._internal_cache, header, self.verify_internal
+        )
+
+    def _for_header(
+        self,
+        by_header: _Cache[_T],
+        by_token: _Cache[_T],
+        header: bytes | None,
+        verify: Callable[[str], _T],
+    ) -> _T:
+        """The middleware's path on every request: a header verified before is found as it is,
+        without decoding or parsing it; any other goes through ``verify``, whose token cache
+        decides freshness (an expired entry here only sends the header the long way)."""
+        entry = None if header is None else by_header.entries.get(header)
+        if entry is not None and entry[1] > self.clock() - self._leeway:
+            return entry[0]
+        token = self.bearer_token_of(None if header is None else header.decode("latin-1"))
+        result = verify(token)
+        verified = by_token.entries.get(token)
+        if header is not None and verified is not None:
+            by_header.put(header, result, verified[1])
+        return result
 
     def bearer_token(self, request: Request) -> str:
         """The token of an ``Authorization: Bearer <token>`` header (401 if absent/malformed)."""

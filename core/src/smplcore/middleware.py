@@ -45,6 +45,7 @@ _CONTENT_TYPE = b"content-type"
 _AUTHORIZATION = b"authorization"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _ACCEPT = b"accept"
+_SEMICOLON = ord(";")  # `int in bytes` is a memchr; `bytes in bytes` costs ten times more
 _exception_logger = logging.getLogger("smplcore.request")
 _error_body = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -135,12 +136,11 @@ class RequestContextMiddleware:
         authorization: bytes | None,
     ) -> UnauthorizedError | None:
         """Record the caller the path's token proves, or the 401 to answer instead."""
-        header = None if authorization is None else authorization.decode("latin-1")
         try:
             if self.access is not None and self.access.is_internal(path):
-                context.caller = verifier.verify_internal(verifier.bearer_token_of(header))
+                context.caller = verifier.caller_for_header(authorization)
             else:
-                context.account = verifier.verify_account(verifier.bearer_token_of(header))
+                context.account = verifier.account_for_header(authorization)
         except UnauthorizedError as error:
             return error
         return None
@@ -164,9 +164,9 @@ def _read_headers(
     refusal: SmplkitError | None = None
     content_type = first.get(_CONTENT_TYPE)
     accept = first.get(_ACCEPT)
-    if content_type is not None and b";" in content_type:  # only parameters can be refused
+    if content_type is not None and _SEMICOLON in content_type:  # only parameters are refused
         refusal = _negotiation_error(_CONTENT_TYPE, content_type)
-    if refusal is None and accept is not None and b";" in accept:
+    if refusal is None and accept is not None and _SEMICOLON in accept:
         refusal = _negotiation_error(_ACCEPT, accept)
     return request_id, first.get(_AUTHORIZATION), refusal
 
