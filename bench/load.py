@@ -501,6 +501,35 @@ def _throughput_figure(
     )
 
 
+def _cost_metrics(results: list[WrkResult]) -> list[tuple[str, str, str]]:
+    """CPU per request, and instructions too where perf counted them for every run."""
+    metrics = [("server CPU per request", "cpu_us_per_request", "us")]
+    if all(result.server_instructions for result in results):
+        metrics.append(("server instructions per request", "kilo_instructions_per_request", "k"))
+    return metrics
+
+
+def _per_request_figures(
+    prefix: str,
+    ours: list[WrkResult],
+    base: list[WrkResult],
+    baseline_name: str,
+    metrics: list[tuple[str, str, str]],
+) -> list[Figure]:
+    """One figure per (label, WrkResult attribute, unit), beside the baseline's."""
+    return [
+        Figure(
+            section="load",
+            name=f"{prefix}, {label}",
+            unit=unit,
+            value=Summary.of([getattr(result, attribute) for result in ours]),
+            baseline_name=baseline_name,
+            baseline=Summary.of([getattr(result, attribute) for result in base]),
+        )
+        for label, attribute, unit in metrics
+    ]
+
+
 def _report(report: Report, measured: Measurements, connections: int, seconds: int) -> None:
     for endpoint in ENDPOINTS:
         service = measured.results[endpoint.name]["service"]
@@ -538,50 +567,24 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
                 target=None,
             )
         )
-        core_metrics = [
-            ("server CPU per request", "cpu_us_per_request", "us", "the cost the core adds")
-        ]
-        if all(result.server_instructions for result in (*cored, *bare)):
-            core_metrics.append(
-                (
-                    "server instructions per request",
-                    "kilo_instructions_per_request",
-                    "k",
-                    "the cost the core adds, in a count the machine's drift does not move",
-                )
-            )
-        for label, attribute, unit, note in core_metrics:
-            report.figures.append(
-                Figure(
-                    section="load",
-                    name=f"{endpoint.name}, core stack on the bare handler, {label}",
-                    unit=unit,
-                    value=Summary.of([getattr(result, attribute) for result in cored]),
-                    baseline_name="bare FastAPI, same handler",
-                    baseline=Summary.of([getattr(result, attribute) for result in bare]),
-                    note=note,
-                )
-            )
-        metrics = [("server CPU per request", "cpu_us_per_request", "us")]
-        if all(result.server_instructions for result in (*service, *bare)):
-            metrics.append(
-                ("server instructions per request", "kilo_instructions_per_request", "k")
-            )
-        for label, attribute, unit in (
-            *metrics,
-            ("p50 latency", "p50_ms", "ms"),
-            ("p99 latency", "p99_ms", "ms"),
-        ):
-            report.figures.append(
-                Figure(
-                    section="load",
-                    name=f"{endpoint.name}, {label}",
-                    unit=unit,
-                    value=Summary.of([getattr(result, attribute) for result in service]),
-                    baseline_name="bare FastAPI",
-                    baseline=Summary.of([getattr(result, attribute) for result in bare]),
-                )
-            )
+        report.figures += _per_request_figures(
+            f"{endpoint.name}, core stack on the bare handler",
+            cored,
+            bare,
+            "bare FastAPI, same handler",
+            _cost_metrics([*cored, *bare]),
+        )
+        report.figures += _per_request_figures(
+            endpoint.name,
+            service,
+            bare,
+            "bare FastAPI",
+            [
+                *_cost_metrics([*service, *bare]),
+                ("p50 latency", "p50_ms", "ms"),
+                ("p99 latency", "p99_ms", "ms"),
+            ],
+        )
     peak_hwm = measured.final["service"]["VmHWM"] * MIB
     bare_hwm = measured.final["bare"]["VmHWM"] * MIB
     figures = (

@@ -148,6 +148,20 @@ def account_claims() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
+def decoded_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token PyJWT decodes during the test (a decode is a full verification)."""
+    calls: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return calls
+
+
+@pytest.fixture
 def account_token(account_claims: Callable[..., dict[str, Any]]) -> TokenFactory:
     """Sign account claims (overrides; ``None`` drops a claim) with a key and algorithm."""
 

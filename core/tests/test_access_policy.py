@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -95,17 +94,9 @@ def test_internal_paths_need_an_internal_token(
 
 
 def test_the_dependencies_reuse_the_middlewares_verification(
-    client: TestClient, account_token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, account_token: TokenFactory, decoded_tokens: list[str]
 ) -> None:
     """The middleware verifies the token; CurrentAccount and require_feature do not again."""
-    decoded: list[str] = []
-    original = jwt.decode
-
-    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
-        decoded.append(token)
-        return original(token, *args, **kwargs)
-
-    monkeypatch.setattr(jwt, "decode", counting_decode)
     token = account_token(tier="team")
     created = client.post(
         "/v1/widgets",
@@ -114,7 +105,7 @@ def test_the_dependencies_reuse_the_middlewares_verification(
     )
     assert created.status_code == 201, created.text
     assert client.get("/v1/widgets", headers=bearer(token)).status_code == 200
-    assert decoded == [token]
+    assert decoded_tokens == [token]
 
 
 def test_require_feature_still_refuses_a_tier_without_the_feature(

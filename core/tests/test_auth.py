@@ -310,22 +310,10 @@ def verifier(settings: CoreSettings) -> TokenVerifier:
     return TokenVerifier(settings)
 
 
-def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jwt, "decode", counting)
-    return calls
-
-
 def test_cache_serves_repeat_tokens(
-    verifier: TokenVerifier, account_token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+    verifier: TokenVerifier, account_token: TokenFactory, decoded_tokens: list[str]
 ) -> None:
-    calls = count_decodes(monkeypatch)
+    calls = decoded_tokens
     token = account_token()
     first = verifier.verify_account(token)
     assert verifier.verify_account(token) is first
@@ -360,9 +348,9 @@ def test_cache_is_bounded(settings: CoreSettings, account_token: TokenFactory) -
 
 
 def test_cache_can_be_disabled(
-    settings: CoreSettings, account_token: TokenFactory, monkeypatch: pytest.MonkeyPatch
+    settings: CoreSettings, account_token: TokenFactory, decoded_tokens: list[str]
 ) -> None:
-    calls = count_decodes(monkeypatch)
+    calls = decoded_tokens
     off = settings.model_copy(
         update={"auth": settings.auth.model_copy(update={"token_cache_size": 0})}
     )
