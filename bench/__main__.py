@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.core_costs import measure_core_costs
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
 from bench.load import measure_load
@@ -34,6 +35,10 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
     ),
     "import": ("import time of the generated app", measure_imports),
     "load": ("req/s, latency and memory under load, against bare FastAPI", measure_load),
+    "core-costs": (
+        "instructions per request in-process: the core, and one FastAPI dependency",
+        measure_core_costs,
+    ),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_COUNT = 1000

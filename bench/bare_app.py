@@ -15,15 +15,19 @@ import importlib
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI
+from fastapi import Body, Depends, FastAPI
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
 """`<service package>:<core module>`: wire the core around the same handlers (install_core with the
 service's settings and an access policy, so every request's account token is verified, as the
 template wires it). The core's own figure."""
+ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
+"""`noop` (an async dependency that does nothing) or `account` (the core's `current_account`) on
+every route: what one FastAPI dependency costs, measured by bench/core_costs.py."""
 
 
 def create_app() -> FastAPI:
@@ -34,17 +38,18 @@ def create_app() -> FastAPI:
     created: dict[str, Any] = payloads["created"]
     collection: str = payloads["collection"]
     app = FastAPI()
-    _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    core = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    dependencies = _route_dependencies(os.environ.get(ROUTE_DEPENDENCY_VARIABLE), core)
 
-    @app.get(collection + "/{widget_id}")
+    @app.get(collection + "/{widget_id}", dependencies=dependencies)
     async def get_widget(widget_id: str) -> dict[str, Any]:  # noqa: ARG001 - routing only
         return one
 
-    @app.get(collection)
+    @app.get(collection, dependencies=dependencies)
     async def list_widgets() -> dict[str, Any]:
         return page
 
-    @app.post(collection, status_code=201)
+    @app.post(collection, status_code=201, dependencies=dependencies)
     async def create_widget(document: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         del document  # decoded like the service's body, then unused: no validation, no storage
         return created
@@ -52,11 +57,26 @@ def create_app() -> FastAPI:
     return app
 
 
-def _with_core(app: FastAPI, modules: str | None) -> None:
+def _with_core(app: FastAPI, modules: str | None) -> ModuleType | None:
     """Install the core on `app` when asked, secure by default: every route needs a token."""
     if not modules:
-        return
+        return None
     package, core = modules.split(":")
     settings = importlib.import_module(f"{package}.settings").get_settings()
     core_module = importlib.import_module(core)
     core_module.install_core(app, settings.core_settings(), access=core_module.AccessPolicy())
+    return core_module
+
+
+async def _nothing() -> None:
+    """A dependency that does nothing: FastAPI's own price for resolving one."""
+
+
+def _route_dependencies(kind: str | None, core: ModuleType | None) -> list[Any]:
+    if kind is None:
+        return []
+    if kind == "noop":
+        return [Depends(_nothing)]
+    if kind == "account" and core is not None:
+        return [Depends(core.current_account)]
+    raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE}={kind!r}: use noop, or account with the core")
