@@ -83,7 +83,6 @@ class RequestContextMiddleware:
         self.app = app
         self.json_paths = frozenset(json_paths)
         self.access = access
-        self.public_paths = frozenset() if access is None else access.public_paths
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,8 +96,14 @@ class RequestContextMiddleware:
         context = RequestContext(request_id)
         token = request_context.set(context)
         path: str = scope["path"]
-        if refusal is None and self.verifier is not None and path not in self.public_paths:
-            refusal = self._authenticate(self.verifier, context, path, authorization)
+        access, verifier = self.access, self.verifier
+        if (
+            refusal is None
+            and access is not None
+            and verifier is not None
+            and path not in access.public_paths
+        ):
+            refusal = _authenticate(access, verifier, context, path, authorization)
         rewrite = path not in self.json_paths
         status = 0  # until the response starts
 
@@ -128,22 +133,23 @@ class RequestContextMiddleware:
             log_request(scope, context, status or 500, time.perf_counter() - start)
             request_context.reset(token)
 
-    def _authenticate(
-        self,
-        verifier: TokenVerifier,
-        context: RequestContext,
-        path: str,
-        authorization: bytes | None,
-    ) -> UnauthorizedError | None:
-        """Record the caller the path's token proves, or the 401 to answer instead."""
-        try:
-            if self.access is not None and self.access.is_internal(path):
-                context.caller = verifier.caller_for_header(authorization)
-            else:
-                context.account = verifier.account_for_header(authorization)
-        except UnauthorizedError as error:
-            return error
-        return None
+
+def _authenticate(
+    access: AccessPolicy,
+    verifier: TokenVerifier,
+    context: RequestContext,
+    path: str,
+    authorization: bytes | None,
+) -> UnauthorizedError | None:
+    """Record the caller the path's token proves, or the 401 to answer instead."""
+    try:
+        if access.is_internal(path):
+            context.caller = verifier.caller_for_header(authorization)
+        else:
+            context.account = verifier.account_for_header(authorization)
+    except UnauthorizedError as error:
+        return error
+    return None
 
 
 def _read_headers(
