@@ -6,7 +6,8 @@ holding them). The gap between this and the service is the cost of the core stac
 template's code; everything else (uvicorn, uvloop, httptools, FastAPI routing) is in both.
 
 Served by the generated service's own uvicorn and interpreter, so the versions are the same:
-`uvicorn bare_app:create_app --factory`, from a folder holding only this file.
+`uvicorn bare_app:create_app --factory`, from a folder holding only this file (and
+bench/asgi_driver.py, which calls it in-process for the core-costs section).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from fastapi import Body, Depends, FastAPI
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
 """`<service package>:<core module>`: wire the core around the same handlers (install_core with the
-service's settings and an access policy, so every request's account token is verified, as the
-template wires it). The core's own figure."""
+service's settings and an AccessPolicy, so every request's account token is verified). The core's
+own figure."""
 ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
 """`noop` (an async dependency that does nothing) or `account` (the core's `current_account`) on
 every route: what one FastAPI dependency costs, measured by bench/core_costs.py."""
@@ -73,6 +74,7 @@ async def _nothing() -> None:
 
 
 def _route_dependencies(kind: str | None, core: ModuleType | None) -> list[Any]:
+    """The dependencies every route declares: none, unless ROUTE_DEPENDENCY_VARIABLE asks."""
     if kind is None:
         return []
     if kind == "noop":

@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from bench.bare_app import PAYLOADS_VARIABLE, ROUTE_DEPENDENCY_VARIABLE, WITH_CORE_VARIABLE
 from bench.counters import instructions_of, perf_works
 from bench.load import SERVICE_ENVIRONMENT
 from bench.stats import Figure, Report, Summary
@@ -26,14 +27,6 @@ PAYLOADS = {
     "one": {"data": {"type": "widgets", "id": "w-1", "attributes": {"name": "widget 01"}}},
     "page": {"data": []},
     "created": {"data": {"type": "widgets", "id": "w-2", "attributes": {"name": "bench"}}},
-}
-VARIANTS = {
-    "bare FastAPI + one dependency that does nothing": {"BENCH_ROUTE_DEPENDENCY": "noop"},
-    "core stack (install_core with an AccessPolicy)": {"BENCH_WITH_CORE": "{modules}"},
-    "core stack + CurrentAccount on the route": {
-        "BENCH_WITH_CORE": "{modules}",
-        "BENCH_ROUTE_DEPENDENCY": "account",
-    },
 }
 
 
@@ -55,12 +48,20 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
     base_env = {
         **workspace.env,
         **SERVICE_ENVIRONMENT,
-        "BENCH_BARE_PAYLOADS": str(folder / "payloads.json"),
+        PAYLOADS_VARIABLE: str(folder / "payloads.json"),
     }
     modules = f"{package}:{core}"
+    variants = {
+        "bare FastAPI + one dependency that does nothing": {ROUTE_DEPENDENCY_VARIABLE: "noop"},
+        "core stack (install_core with an AccessPolicy)": {WITH_CORE_VARIABLE: modules},
+        "core stack + CurrentAccount on the route": {
+            WITH_CORE_VARIABLE: modules,
+            ROUTE_DEPENDENCY_VARIABLE: "account",
+        },
+    }
 
     def per_request(extra: dict[str, str]) -> float:
-        env = {**base_env, **{key: value.format(modules=modules) for key, value in extra.items()}}
+        env = {**base_env, **extra}
 
         def count(requests: int) -> int:
             args = [python, "asgi_driver.py", modules, str(requests)]
@@ -71,7 +72,7 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
     repetitions = max(workspace.options.repetitions, 1)
     per_request({})  # warm-up: the first runs write the byte-code caches
     bare = Summary.of([per_request({}) for _ in range(repetitions)])
-    for name, extra in VARIANTS.items():
+    for name, extra in variants.items():
         report.figures.append(
             Figure(
                 section="core-costs",

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from bench.bare_app import PAYLOADS_VARIABLE, WITH_CORE_VARIABLE
 from bench.counters import count_instructions, perf_works
 from bench.profiling import profile_server_under_load
 from bench.stats import Figure, Report, Summary, Target
@@ -341,9 +342,9 @@ def measure_load(workspace: Workspace, report: Report) -> None:
         bare_dir.mkdir()
         shutil.copy2(BENCH_DIR / "bare_app.py", bare_dir / "bare_app.py")
         (bare_dir / "payloads.json").write_text(json.dumps(payloads))
-        bare_env = {**env, "BENCH_BARE_PAYLOADS": str(bare_dir / "payloads.json")}
+        bare_env = {**env, PAYLOADS_VARIABLE: str(bare_dir / "payloads.json")}
         bare_app = "bare_app:create_app"
-        core_env = {**bare_env, "BENCH_WITH_CORE": f"{package}:{core}"}
+        core_env = {**bare_env, WITH_CORE_VARIABLE: f"{package}:{core}"}
         with (
             running(
                 start_server(ServerSpec("bare", bare_app, bare_dir, bare_env), venv, logs)
