@@ -337,6 +337,31 @@ def test_cache_never_accepts_an_expired_token(
     assert len(verifier._account_cache) == 0
 
 
+def test_the_raw_header_cache_serves_repeats_and_never_an_expired_token(
+    verifier: TokenVerifier,
+    account_token: TokenFactory,
+    internal_token: TokenFactory,
+    decoded_tokens: list[str],
+) -> None:
+    """The middleware's path: a header seen before is not decoded again, until it expires."""
+    now = time.time()
+    account_header = f"Bearer {account_token(exp=int(now) + 60)}".encode()
+    internal_header = f"Bearer {internal_token(exp=int(now) + 60)}".encode()
+    for _ in range(2):
+        assert verifier.account_for_header(account_header).account_id == "acct-1"
+        assert verifier.caller_for_header(internal_header) == InternalCaller("billing-service")
+    assert len(decoded_tokens) == 2
+    assert len(verifier._account_headers) == len(verifier._internal_headers) == 1
+    verifier.clock = lambda: now + 60 + 31  # past exp and the 30 s leeway
+    for verify, header in (
+        (verifier.account_for_header, account_header),
+        (verifier.caller_for_header, internal_header),
+    ):
+        with pytest.raises(UnauthorizedError) as caught:
+            verify(header)
+        assert caught.value.detail == "The token has expired"
+
+
 def test_cache_is_bounded(settings: CoreSettings, account_token: TokenFactory) -> None:
     small = settings.model_copy(
         update={"auth": settings.auth.model_copy(update={"token_cache_size": 2})}
@@ -381,8 +406,9 @@ def test_rotated_out_key_is_refused_even_when_cached(
 
 def test_clear_cache(verifier: TokenVerifier, account_token: TokenFactory) -> None:
     verifier.verify_account(account_token())
+    verifier.account_for_header(f"Bearer {account_token(sub='user-2')}".encode())
     verifier.clear_cache()
-    assert len(verifier._account_cache) == 0
+    assert len(verifier._account_cache) == len(verifier._account_headers) == 0
 
 
 # ---------------------------------------------------------------------------- asymmetric keys
