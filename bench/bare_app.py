@@ -12,20 +12,27 @@ bench/asgi_driver.py, which calls it in-process for the core-costs section).
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import json
 import os
+import random
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
 """`<service package>:<core module>`: wire the core around the same handlers (install_core with the
 service's settings and an AccessPolicy, so every request's account token is verified). The core's
 own figure."""
+MINIMAL_LAYER_VARIABLE = "BENCH_MINIMAL_LAYER"
+"""`1`: wrap the same handlers in MinimalRequestLog instead: the floor under the core's figure."""
 ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
 """`noop` (an async dependency that does nothing) or `account` (the core's `current_account`) on
 every route: what one FastAPI dependency costs, measured by bench/core_costs.py."""
@@ -40,6 +47,10 @@ def create_app() -> FastAPI:
     collection: str = payloads["collection"]
     app = FastAPI()
     core = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    if os.environ.get(MINIMAL_LAYER_VARIABLE):
+        if core is not None:
+            raise ValueError(f"{MINIMAL_LAYER_VARIABLE} measures a layer instead of the core")
+        app.add_middleware(MinimalRequestLog)
     dependencies = _route_dependencies(os.environ.get(ROUTE_DEPENDENCY_VARIABLE), core)
 
     @app.get(collection + "/{widget_id}", dependencies=dependencies)
@@ -82,3 +93,49 @@ def _route_dependencies(kind: str | None, core: ModuleType | None) -> list[Any]:
     if kind == "account" and core is not None:
         return [Depends(core.current_account)]
     raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE}={kind!r}: use noop, or account with the core")
+
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")
+_json_str = json.encoder.encode_basestring
+
+
+class MinimalRequestLog:
+    """The least a request-logging layer costs: the floor under the core stack's figure.
+
+    Pure ASGI, and only what any such layer does on every request: a generated request id, kept
+    in a contextvar and echoed on the response, and one JSON line per request with the time,
+    request id, method, path, status and duration, written like the core's. No authentication,
+    no content negotiation, no media type, no error documents: what the core stack costs beyond
+    this layer is the price of those.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = random.getrandbits(128).to_bytes(16).hex()
+        token = _request_id.set(request_id)
+        echoed = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            sys.stdout.write(
+                f'{{"time":{time.time():.3f},"event":"request","request_id":"{request_id}",'
+                f'"method":{_json_str(scope["method"])},"path":{_json_str(scope["path"])},'
+                f'"status":{status},"duration_ms":{(time.perf_counter() - start) * 1000:.3f}}}\n'
+            )
+            sys.stdout.flush()
+            _request_id.reset(token)

@@ -13,7 +13,12 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.bare_app import PAYLOADS_VARIABLE, ROUTE_DEPENDENCY_VARIABLE, WITH_CORE_VARIABLE
+from bench.bare_app import (
+    MINIMAL_LAYER_VARIABLE,
+    PAYLOADS_VARIABLE,
+    ROUTE_DEPENDENCY_VARIABLE,
+    WITH_CORE_VARIABLE,
+)
 from bench.counters import instructions_of, perf_works
 from bench.load import SERVICE_ENVIRONMENT
 from bench.stats import Figure, Report, Summary
@@ -53,6 +58,9 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
     modules = f"{package}:{core}"
     variants = {
         "bare FastAPI + one dependency that does nothing": {ROUTE_DEPENDENCY_VARIABLE: "noop"},
+        "minimal request-logging layer (request id, request line: the floor)": {
+            MINIMAL_LAYER_VARIABLE: "1"
+        },
         "core stack (install_core with an AccessPolicy)": {WITH_CORE_VARIABLE: modules},
         "core stack + CurrentAccount on the route": {
             WITH_CORE_VARIABLE: modules,

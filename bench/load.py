@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.bare_app import PAYLOADS_VARIABLE, WITH_CORE_VARIABLE
+from bench.bare_app import MINIMAL_LAYER_VARIABLE, PAYLOADS_VARIABLE, WITH_CORE_VARIABLE
 from bench.counters import count_instructions, perf_works
 from bench.profiling import profile_server_under_load
 from bench.stats import Figure, Report, Summary, Target
@@ -313,6 +313,8 @@ class Measurements:
     """endpoint name -> server name -> one result per round."""
     shared: dict[str, list[tuple[WrkResult, WrkResult]]]
     """endpoint name -> (bare, core) per round, loaded at the same time on the same CPU."""
+    floor: dict[str, list[tuple[WrkResult, WrkResult]]]
+    """endpoint name -> (bare, minimal request-logging layer) per round, the same way."""
     peak_rss: dict[str, list[int]]
     after_rss: dict[str, list[int]]
     idle_rss: dict[str, int]
@@ -345,6 +347,7 @@ def measure_load(workspace: Workspace, report: Report) -> None:
         bare_env = {**env, PAYLOADS_VARIABLE: str(bare_dir / "payloads.json")}
         bare_app = "bare_app:create_app"
         core_env = {**bare_env, WITH_CORE_VARIABLE: f"{package}:{core}"}
+        minimal_env = {**bare_env, MINIMAL_LAYER_VARIABLE: "1"}
         with (
             running(
                 start_server(ServerSpec("bare", bare_app, bare_dir, bare_env), venv, logs)
@@ -352,13 +355,16 @@ def measure_load(workspace: Workspace, report: Report) -> None:
             running(
                 start_server(ServerSpec("core", bare_app, bare_dir, core_env), venv, logs)
             ) as cored,
+            running(
+                start_server(ServerSpec("minimal", bare_app, bare_dir, minimal_env), venv, logs)
+            ) as minimal,
         ):
-            _check_bare(bare, paths, payloads, tokens)
-            _check_bare(cored, paths, payloads, tokens)
+            for server in (bare, cored, minimal):
+                _check_bare(server, paths, payloads, tokens)
             generator = LoadGenerator(wrk, options.connections, tokens)
             servers = {"service": app, "bare": bare, "core": cored}
             rig = Rig(servers, paths, generator, perf=perf_works())
-            measured = _run_rounds(workspace, rig)
+            measured = _run_rounds(workspace, rig, minimal)
             _report(report, measured, options.connections, options.load_seconds)
             ours = {core: "ours: core/", package: "ours: template/"}
             _maybe_profile(workspace, report, rig, measured, ours)
@@ -421,8 +427,10 @@ def _check_bare(
             raise RuntimeError(f"the bare app's {expected!r} document differs from the service's")
 
 
-def _run_rounds(workspace: Workspace, rig: Rig) -> Measurements:
-    """Per endpoint: a warm-up of each server, then rounds alternating which server goes first."""
+def _run_rounds(workspace: Workspace, rig: Rig, minimal: Server) -> Measurements:
+    """Per endpoint: a warm-up of each server, then rounds alternating which server goes first;
+    then the rounds where bare FastAPI shares the server CPU with the core, then with `minimal`.
+    """
     options = workspace.options
     servers = rig.servers
     idle = {name: server.memory()["VmRSS"] for name, server in servers.items()}
@@ -443,15 +451,19 @@ def _run_rounds(workspace: Workspace, rig: Rig) -> Measurements:
                 peak[name].append(sampler.peak)
                 time.sleep(0.2)
                 after[name].append(server.memory()["VmRSS"])
-    shared = {
-        endpoint.name: [
-            _load_together(rig, endpoint, servers["bare"], servers["core"], options.load_seconds)
-            for _ in range(options.load_rounds)
-        ]
-        for endpoint in ENDPOINTS
-    }
+
+    def together(other: Server) -> dict[str, list[tuple[WrkResult, WrkResult]]]:
+        return {
+            endpoint.name: [
+                _load_together(rig, endpoint, servers["bare"], other, options.load_seconds)
+                for _ in range(options.load_rounds)
+            ]
+            for endpoint in ENDPOINTS
+        }
+
+    shared, floor = together(servers["core"]), together(minimal)
     final = {name: server.memory() for name, server in servers.items()}
-    return Measurements(results, shared, peak, after, idle, final)
+    return Measurements(results, shared, floor, peak, after, idle, final)
 
 
 def _load_together(
@@ -554,6 +566,21 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
                 "bare FastAPI, same handler, at the same time",
                 "install_core with an AccessPolicy: every request's account token verified; "
                 "the handler returns the same dict. The core's budget figure",
+            )
+        )
+        floor = measured.floor[endpoint.name]
+        report.figures.append(
+            replace(
+                _throughput_figure(
+                    f"{endpoint.name}, minimal request-logging layer on the bare handler, "
+                    "sharing one CPU with it, req/s",
+                    [layer for _, layer in floor],
+                    [base for base, _ in floor],
+                    "bare FastAPI, same handler, at the same time",
+                    "bare_app.MinimalRequestLog: a request id and one request line, nothing "
+                    "else. The floor under the core's figure, measured the same way",
+                ),
+                target=None,
             )
         )
         report.figures.append(
