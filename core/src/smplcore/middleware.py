@@ -170,17 +170,26 @@ def _read_headers(
     refusal: SmplkitError | None = None
     content_type = first.get(_CONTENT_TYPE)
     accept = first.get(_ACCEPT)
-    if content_type is not None and _SEMICOLON in content_type:  # only parameters are refused
-        refusal = _negotiation_error(_CONTENT_TYPE, content_type)
-    if refusal is None and accept is not None and _SEMICOLON in accept:
-        refusal = _negotiation_error(_ACCEPT, accept)
+    # JSON:API 1.0 refuses only media type parameters: a header without ";" is fine unparsed.
+    if (
+        content_type is not None
+        and _SEMICOLON in content_type
+        and _parameterized_jsonapi(content_type)
+    ):
+        refusal = UnsupportedMediaTypeError(
+            "The JSON:API media type must be sent without media type parameters",
+            header="Content-Type",
+        )
+    elif accept is not None and _SEMICOLON in accept and _accept_refused(accept):
+        refusal = NotAcceptableError(
+            "The Accept header lists the JSON:API media type only with media type parameters",
+            header="Accept",
+        )
     return request_id, first.get(_AUTHORIZATION), refusal
 
 
 def _parameterized_jsonapi(value: bytes) -> bool:
     """True when a media type is the JSON:API one WITH media type parameters."""
-    if b";" not in value:
-        return False
     media_type, _, params = value.partition(b";")
     return media_type.strip().lower() == _JSONAPI and bool(params.strip())
 
@@ -202,22 +211,6 @@ def _accept_refused(accept: bytes) -> bool:
         if not [name for name in names if name != b"q"]:
             return False
     return seen
-
-
-def _negotiation_error(name: bytes, value: bytes) -> SmplkitError | None:
-    """The 415/406 that JSON:API 1.0 content negotiation demands for this header, if any."""
-    if name == _CONTENT_TYPE:
-        if _parameterized_jsonapi(value):
-            return UnsupportedMediaTypeError(
-                "The JSON:API media type must be sent without media type parameters",
-                header="Content-Type",
-            )
-    elif _accept_refused(value):
-        return NotAcceptableError(
-            "The Accept header lists the JSON:API media type only with media type parameters",
-            header="Accept",
-        )
-    return None
 
 
 def _rewrite_headers(
