@@ -36,7 +36,8 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
     "import": ("import time of the generated app", measure_imports),
     "load": ("req/s, latency and memory under load, against bare FastAPI", measure_load),
     "core-costs": (
-        "instructions per request in-process: the core, and one FastAPI dependency",
+        "instructions per request in-process: the core, the minimal request-logging layer "
+        "and one FastAPI dependency",
         measure_core_costs,
     ),
 }

@@ -1,11 +1,13 @@
 """Throughput, latency and memory of the generated service under load, against bare FastAPI.
 
-Both servers run the service's own interpreter and uvicorn with the same flags, pinned to CPU 0
+Every server runs the service's own interpreter and uvicorn with the same flags, pinned to CPU 0
 (`taskset -c 0`), while wrk drives them from CPU 1, on loopback only. Rounds alternate between the
-service and the bare app, so noise from the rest of the machine lands on both, and the figure is the
-per-round ratio service/bare. Requests carry a valid account token (minted from the service's own
-settings), and the service's request log stays on (sent to /dev/null): its cost is part of the
-figure. Every wrk run is bounded by its duration; every wait by a timeout.
+service, the bare app and the core stack on the bare handlers, so noise from the rest of the machine
+lands on each, and the figures are per-round ratios to bare. The core's budget figure, and the floor
+under it (bare_app.MinimalRequestLog), come from rounds that load bare FastAPI and the other server
+at the same time on CPU 0. Requests carry a valid account token (minted from the service's own
+settings), and the request logs stay on (sent to /dev/null): their cost is part of the figures.
+Every wrk run is bounded by its duration; every wait by a timeout.
 """
 
 from __future__ import annotations
