@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -17,7 +16,7 @@ from harness.commands import REPO_ROOT, run, tool_env
 from harness.core_index import publish_core
 from harness.generate import copy
 from harness.postgres import free_port
-from harness.serve import wait_until_live
+from harness.serve import serving
 from harness.template_repo import current_version, snapshot
 
 DEMO_DIR = REPO_ROOT / ".demo"
@@ -64,15 +63,14 @@ def main() -> None:
 
     step("Serving it and making requests")
     port = free_port()
-    process = subprocess.Popen(
+    base_url = f"http://127.0.0.1:{port}"
+    with serving(
         ["uv", "run", "--locked", "python", "-m", "orders"],
         cwd=service,
         env=tool_env({"HTTP_PORT": str(port)}),
-        stdout=subprocess.DEVNULL,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_live(base_url, process)
+        base_url=base_url,
+        log=DEMO_DIR / "orders.log",
+    ):
         token = run(
             [
                 "uv",
@@ -94,9 +92,6 @@ def main() -> None:
         ):
             status, document = request(f"{base_url}{path}", token=token, method=method, body=body)
             print(f"$ {method} {path} -> {status}\n{json.dumps(document, indent=2)}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     step(f"Done: the generated service is in {service}")
 
 

@@ -100,12 +100,14 @@ class Cluster:
             )
         )
 
-    def stop(self) -> None:
-        """Stop the server at once (`immediate`: as a crash would), connections included."""
+    def stop(self, *, check: bool = True) -> None:
+        """Stop the server at once (`immediate`: as a crash would), connections included;
+        without `check`, a server already stopped is no error."""
         run(
             _as_cluster_owner(
                 [self.pg_ctl, "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop"]
-            )
+            ),
+            check=check,
         )
 
 
@@ -130,10 +132,7 @@ def throwaway_cluster() -> Iterator[Cluster]:
     try:
         yield cluster
     finally:
-        run(
-            _as_cluster_owner([pg_ctl, "-D", str(base / "data"), "-m", "immediate", "-w", "stop"]),
-            check=False,
-        )
+        cluster.stop(check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -172,12 +171,12 @@ def fresh_database(server_url: str, prefix: str = "template_test") -> Iterator[s
     name = f"{prefix}_{secrets.token_hex(4)}"
     psql(server_url, f'CREATE DATABASE "{name}"')
     try:
-        yield database_url(server_url, name)
+        yield url_for_database(server_url, name)
     finally:
         psql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def database_url(server_url: str, name: str) -> str:
+def url_for_database(server_url: str, name: str) -> str:
     """The server's URL, naming database `name` instead (the query string is kept)."""
     parts = urlsplit(server_url)
     return urlunsplit(parts._replace(path=f"/{name}"))

@@ -1,10 +1,13 @@
-"""Waiting for a started service: the demo and the tests start services the same way."""
+"""Serving a generated service: the demo and the tests start, wait for and stop it the same way."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -24,3 +27,27 @@ def wait_until_live(base_url: str, process: subprocess.Popen[Any], seconds: floa
         except OSError:
             time.sleep(0.1)
     raise ServiceDidNotStartError(f"the service did not answer {base_url}/livez within {seconds} s")
+
+
+@contextmanager
+def serving(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], base_url: str, log: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """Start `argv`, its output going to `log` (a file: a pipe nobody reads would fill and stall
+    the service), and yield its process once /livez answers; terminate it at the end.
+
+    When it does not start, ServiceDidNotStartError carries its output.
+    """
+    with log.open("w") as output:
+        process = subprocess.Popen(  # noqa: S603 - a generated service's own entry point
+            list(argv), cwd=cwd, env=dict(env), stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+    try:
+        try:
+            wait_until_live(base_url, process)
+        except ServiceDidNotStartError as error:
+            raise ServiceDidNotStartError(f"{error}:\n{log.read_text()}") from None
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

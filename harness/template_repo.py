@@ -32,9 +32,10 @@ def snapshot(destination: Path, tag: str = "v1.0.0", source: Path = REPO_ROOT) -
 
 
 def commit_all(repository: Path, message: str) -> None:
-    """Commit every change in the repository (used to build later template versions)."""
+    """Commit every change in the repository (a template version, a service's work); the hooks a
+    generated service installs do not run on these commits."""
     git("add", "--all", cwd=repository)
-    git("commit", "--quiet", "--allow-empty", "-m", message, cwd=repository)
+    git("commit", "--quiet", "--no-verify", "--allow-empty", "-m", message, cwd=repository)
 
 
 def release(repository: Path, tag: str, message: str | None = None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -13,6 +13,50 @@ import yaml
 
 from harness.commands import find_python, run
 from harness.generate import copy
+
+DEFAULT_PYTHON = "3.11"
+"""copier.yml's default `python_version`."""
+TOOL_FOLDERS = frozenset(
+    {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
+)
+"""Folders of git and the tools, not of the service's own files."""
+
+
+OFFLINE = {
+    "UV_OFFLINE": "1",
+    "PIP_NO_INDEX": "1",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+}
+"""Where pre-commit or uv could reach the network, they fail instead."""
+
+
+def service_files(root: Path) -> list[Path]:
+    """Every file under `root`, outside git's and the tools' own folders."""
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not TOOL_FOLDERS.intersection(path.relative_to(root).parts)
+    )
+
+
+def uv_python(answers: Mapping[str, str]) -> dict[str, str]:
+    """`UV_PYTHON` for a service with these answers: the interpreter of its Python version."""
+    return {"UV_PYTHON": python_for(answers.get("python_version", DEFAULT_PYTHON))}
+
+
+def assert_pytest_green(output: str, min_tests: int = 20) -> None:
+    """pytest's output: at least `min_tests` passed, and none failed, errored or skipped."""
+    passed = re.search(r"(\d+) passed", output)
+    assert passed, output
+    assert int(passed.group(1)) >= min_tests, output
+    assert not [word for word in (" failed", " error", " skipped") if word in output], output
+
+
+def variant_params(names: Iterable[str]) -> list[object]:
+    """One parameter per variant, each in its own xdist group: a worker generates and installs
+    each variant only once (ServiceCache)."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in names]
 
 
 def python_for(version: str) -> str:
@@ -45,8 +89,7 @@ class GeneratedService:
     @property
     def env(self) -> dict[str, str]:
         """Environment for the service's commands: its own Python version, no outer venv."""
-        version = str(self.answers.get("python_version", "3.11"))
-        return {"UV_PYTHON": python_for(version)}
+        return uv_python(self.answers)
 
     def run(
         self,
@@ -69,27 +112,27 @@ class GeneratedService:
         )
         return self.run("uv", "run", "--locked", "python", "-c", script).stdout.strip()
 
-    def passes_its_checks(self, env: Mapping[str, str] | None = None, min_tests: int = 20) -> str:
+    def assert_checks_pass(self, env: Mapping[str, str] | None = None, min_tests: int = 20) -> str:
         """What the service's CI runs (ruff, mypy, tests), all green; returns pytest's -v output."""
         for check in (["ruff", "check"], ["ruff", "format", "--check"], ["mypy"]):
             self.run("uv", "run", "--locked", *check)
         output = self.run(
             "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider", env=env
         ).stdout
-        passed = re.search(r"(\d+) passed", output)
-        assert passed, output
-        assert int(passed.group(1)) >= min_tests, output
-        assert not [word for word in (" failed", " error", " skipped") if word in output], output
+        assert_pytest_green(output, min_tests)
         return output
+
+    def pre_commit(self, home: Path, **env: str) -> CompletedProcess[str]:
+        """`pre-commit run --all-files` through the service's locked pre-commit, offline, with
+        its hook environments under `home`."""
+        return self.run(
+            "uv", "run", "--locked", "pre-commit", "run", "--all-files", "--color", "never",
+            env={"PRE_COMMIT_HOME": str(home), **OFFLINE, **env}, check=False,
+        )  # fmt: skip
 
     def files(self) -> list[Path]:
         """Every generated file, outside git's and the tools' own folders."""
-        skipped = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
-        return sorted(
-            path
-            for path in self.path.rglob("*")
-            if path.is_file() and not skipped.intersection(path.relative_to(self.path).parts)
-        )
+        return service_files(self.path)
 
 
 class ServiceCache:
@@ -109,8 +152,7 @@ class ServiceCache:
         if key not in self._services:
             destination = self._root / f"service-{len(self._services)}"
             data = {**self._base_answers, **answers}
-            uv_python = {"UV_PYTHON": python_for(data.get("python_version", "3.11"))}
-            copy(self._template, destination, data, env=uv_python)
+            copy(self._template, destination, data, env=uv_python(data))
             service = GeneratedService(destination)
             service.run("uv", "sync", "--locked")
             self._services[key] = service

@@ -1,7 +1,8 @@
 """The `database: postgres` option: the generated service on a real PostgreSQL, never a stand-in.
 
-The server is the `database_url` fixture's (TEST_DATABASE_URL, or a throwaway cluster); the outage
-test starts a cluster of its own, which it stops and starts again under the running service. These
+The server is the `database_url` fixture's (TEST_DATABASE_URL, or a throwaway cluster). The outage
+test starts a cluster of its own, which it stops and starts again under the running service; so does
+the test that counts the databases the service's own tests leave behind. These
 tests need PostgreSQL: without it they fail, saying what to install, and never skip.
 """
 
@@ -25,15 +26,15 @@ from harness.postgres import (
     Cluster,
     PostgresUnavailableError,
     database_names,
-    database_url,
     free_port,
     fresh_database,
     psql,
     throwaway_cluster,
+    url_for_database,
 )
-from harness.serve import ServiceDidNotStartError, wait_until_live
+from harness.serve import serving
 from tests.services import GeneratedService, ServiceCache
-from tests.tools import require_tool
+from tests.tools import require_tool, run_step_script
 
 POSTGRES = {"database": "postgres"}
 JSONAPI = "application/vnd.api+json"
@@ -51,12 +52,14 @@ def alembic(service: GeneratedService, url: str, *args: str) -> str:
 
 
 def test_the_service_passes_its_checks_and_tests_against_postgres(
-    service: GeneratedService, database_url: str
+    service: GeneratedService, cluster: Cluster
 ) -> None:
-    before = database_names(database_url)
-    service.passes_its_checks(env={"TEST_DATABASE_URL": database_url})
+    # On a cluster of its own: on a shared server, another worker's service tests (the update
+    # that switches a database on) may hold a test database of theirs at this very moment.
+    before = database_names(cluster.url)
+    service.assert_checks_pass(env={"TEST_DATABASE_URL": cluster.url})
     # The run made a database of its own and dropped it: nothing of it is left on the server.
-    leftovers = {name for name in database_names(database_url) - before if name.startswith("test_")}
+    leftovers = {name for name in database_names(cluster.url) - before if name.startswith("test_")}
     assert leftovers == set()
 
 
@@ -164,25 +167,15 @@ def serve(
     """`python -m <package>` on a free port, as the image's CMD, its output in `log`: its base URL
     and its process, once /livez answers."""
     port = free_port()
-    with log.open("w") as output:
-        process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
-            ["uv", "run", "--locked", "python", "-m", service.package_name],
-            cwd=service.path,
-            env=tool_env({**service.env, **env, "HTTP_PORT": str(port)}),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_until_live(base_url, process)
-        except ServiceDidNotStartError as error:
-            pytest.fail(f"{error}:\n{log.read_text()}")
+    with serving(
+        ["uv", "run", "--locked", "python", "-m", service.package_name],
+        cwd=service.path,
+        env=tool_env({**service.env, **env, "HTTP_PORT": str(port)}),
+        base_url=base_url,
+        log=log,
+    ) as process:
         yield base_url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def call(
@@ -213,7 +206,7 @@ def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
     service: GeneratedService, cluster: Cluster, tmp_path: Path
 ) -> None:
     psql(cluster.url, "CREATE DATABASE outage")
-    url = database_url(cluster.url, "outage")
+    url = url_for_database(cluster.url, "outage")
     alembic(service, url, "upgrade", "head")
     headers = {"Authorization": f"Bearer {service.account_token()}", "Content-Type": JSONAPI}
     sprocket = {"data": {"type": "widgets", "attributes": {"name": "Sprocket"}}}
@@ -276,14 +269,7 @@ def test_the_deploy_fills_the_task_definition_with_the_database(
         "DEPLOY_ENVIRONMENT": "staging",
     }
     for name in ("Read the database's address", "Fill in the environment"):
-        result = subprocess.run(  # noqa: S603 - the workflow's own script
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[name]["run"]],
-            cwd=service.path,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_step_script(steps[name]["run"], cwd=service.path, env=env)
         assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
         env |= dict(line.split("=", 1) for line in github_env.read_text().splitlines())
 

@@ -8,19 +8,18 @@ postgres variant on a fresh database of the test server, migrated as the deploy 
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from harness.commands import tool_env
 from harness.postgres import free_port, fresh_database
-from harness.serve import ServiceDidNotStartError, wait_until_live
-from tests.services import GeneratedService, ServiceCache
+from harness.serve import serving
+from tests.services import GeneratedService, ServiceCache, assert_pytest_green, variant_params
 
 VARIANTS = {
     "defaults": {},
@@ -32,18 +31,13 @@ VARIANTS = {
     "python-3.13": {"python_version": "3.13"},
     "postgres": {"database": "postgres"},
 }
-MIGRATE = ("uv", "run", "--locked", "alembic", "upgrade", "head")
+ALEMBIC_UPGRADE = ("uv", "run", "--locked", "alembic", "upgrade", "head")
 WITHOUT_DATABASE = [name for name in VARIANTS if "database" not in VARIANTS[name]]
 """The variants whose test suites need no database server: tests/test_database.py runs the
 postgres variant's suite, against one."""
 
 
-def variants(names: list[str]) -> list[object]:
-    """One parameter per variant, each in its own xdist group: a worker installs each only once."""
-    return [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in names]
-
-
-@pytest.fixture(params=variants(list(VARIANTS)))
+@pytest.fixture(params=variant_params(VARIANTS))
 def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
     return services.get(**VARIANTS[request.param])
 
@@ -71,19 +65,17 @@ def test_static_check_passes(service: GeneratedService, command: tuple[str, ...]
     service.run(*command)
 
 
-@pytest.mark.parametrize("variant", variants(WITHOUT_DATABASE))
+@pytest.mark.parametrize("variant", variant_params(WITHOUT_DATABASE))
 def test_test_suite_passes(variant: str, services: ServiceCache) -> None:
     service = services.get(**VARIANTS[variant])
     output = service.run("uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider").stdout
-    passed = re.search(r"(\d+) passed", output)
-    assert passed, output
-    assert int(passed.group(1)) >= 20
-    assert " failed" not in output
-    assert " error" not in output
+    assert_pytest_green(output)
 
 
 @pytest.fixture
-def served(service: GeneratedService, request: pytest.FixtureRequest) -> Iterator[str]:
+def served(
+    service: GeneratedService, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
     """The service started as its container starts it (`python -m <package>`), on a free port: the
     postgres variant on a fresh database of the test server, migrated as the deploy does."""
     with ExitStack() as stack:
@@ -91,27 +83,19 @@ def served(service: GeneratedService, request: pytest.FixtureRequest) -> Iterato
         env = {**service.env, "HTTP_PORT": str(port)}
         if service.answers.get("database") == "postgres":
             url = stack.enter_context(fresh_database(request.getfixturevalue("database_url")))
-            service.run(*MIGRATE, env={"DATABASE_URL": url})
+            service.run(*ALEMBIC_UPGRADE, env={"DATABASE_URL": url})
             env["DATABASE_URL"] = url
-        process = subprocess.Popen(  # noqa: S603 - the generated service's own entry point
-            ["uv", "run", "--locked", "python", "-m", service.package_name],
-            cwd=service.path,
-            env=tool_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
         base_url = f"http://127.0.0.1:{port}"
-        try:
-            try:
-                wait_until_live(base_url, process)
-            except ServiceDidNotStartError as error:
-                process.kill()
-                pytest.fail(f"{error}:\n{process.communicate()[0]}")
-            yield base_url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        stack.enter_context(
+            serving(
+                ["uv", "run", "--locked", "python", "-m", service.package_name],
+                cwd=service.path,
+                env=tool_env(env),
+                base_url=base_url,
+                log=tmp_path / "service.log",
+            )
+        )
+        yield base_url
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, object]]:

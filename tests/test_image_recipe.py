@@ -22,10 +22,11 @@ from typing import NamedTuple
 
 import pytest
 
-from harness.commands import tool_env
+from harness.commands import run, tool_env
 from harness.postgres import free_port
-from harness.serve import ServiceDidNotStartError, wait_until_live
-from tests.services import GeneratedService, ServiceCache
+from harness.serve import serving
+from tests.services import GeneratedService, ServiceCache, variant_params
+from tests.tools import dockerfile_instructions
 
 VARIANTS = {
     "defaults": {},
@@ -49,26 +50,9 @@ class Stage:
     workdir: str = "/"
     env: dict[str, str] = field(default_factory=dict)
     copies: list[Copy] = field(default_factory=list)
-    runs: list[str] = field(default_factory=list)
     steps: list[Copy | str] = field(default_factory=list)  # COPY, or a RUN's arguments
     healthcheck: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
-
-
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    found: list[tuple[str, str]] = []
-    pending = ""
-    for line in dockerfile.read_text().splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, rest = (pending + line).strip().partition(" ")
-        pending = ""
-        found.append((keyword.upper(), rest.strip()))
-    return found
 
 
 def parse_env(arguments: str) -> dict[str, str]:
@@ -78,7 +62,7 @@ def parse_env(arguments: str) -> dict[str, str]:
 def stages(dockerfile: Path) -> dict[str, Stage]:
     parsed: dict[str, Stage] = {}
     current: Stage | None = None
-    for keyword, arguments in instructions(dockerfile):
+    for keyword, arguments in dockerfile_instructions(dockerfile):
         if keyword == "FROM":
             words = arguments.split()
             named = len(words) >= 3 and words[-2].upper() == "AS"
@@ -100,7 +84,6 @@ def stages(dockerfile: Path) -> dict[str, Stage]:
             current.copies.append(Copy(source, paths[:-1], paths[-1]))
             current.steps.append(current.copies[-1])
         elif keyword == "RUN":
-            current.runs.append(arguments)
             current.steps.append(arguments)
         elif keyword == "HEALTHCHECK":
             current.healthcheck = json.loads(arguments.split(" CMD ", 1)[1])
@@ -109,9 +92,9 @@ def stages(dockerfile: Path) -> dict[str, Stage]:
     return parsed
 
 
-def uv_sync_command(run: str) -> tuple[dict[str, str], list[str]]:
+def uv_sync_command(arguments: str) -> tuple[dict[str, str], list[str]]:
     """A `RUN [--mount=...] [VAR=value ...] uv sync ...` line's variables and command."""
-    words = shlex.split(run)
+    words = shlex.split(arguments)
     while words and words[0].startswith("--mount="):
         words.pop(0)
     assignments = {}
@@ -196,9 +179,8 @@ def build(service: GeneratedService, tmp_path: Path) -> Image:
     for step in build_stage.steps:
         if isinstance(step, Copy):
             source, sources, destination = step
-            if (
-                source == "uv"
-            ):  # the uv binaries; this machine's uv is the same release (checked below)
+            # The uv binaries: this machine's uv is the same release (checked below).
+            if source == "uv":
                 assert sources == ["/uv", "/uvx"]
                 assert destination == "/bin/"
                 continue
@@ -219,24 +201,16 @@ def build(service: GeneratedService, tmp_path: Path) -> Image:
                 else:
                     shutil.copy2(origin, target / origin.name if target.is_dir() else target)
             continue
-        run = step
-        assert "--mount=type=secret,id=uv_index_password,env=UV_INDEX_PRIVATE_PASSWORD" in run
-        assignments, argv = uv_sync_command(run)
+        assert "--mount=type=secret,id=uv_index_password,env=UV_INDEX_PRIVATE_PASSWORD" in step
+        assignments, argv = uv_sync_command(step)
         assert argv[:2] == ["uv", "sync"], (
-            f"the build stage runs something other than uv sync: {run}"
+            f"the build stage runs something other than uv sync: {step}"
         )
         assert "--locked" in argv
         assert "--no-dev" in argv
-        result = subprocess.run(  # noqa: S603 - the Dockerfile's own uv sync
-            argv,
-            cwd=in_container(".", build_stage.workdir, build_root),
-            env=tool_env({**env, **assignments}),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
+        run(
+            argv, cwd=in_container(".", build_stage.workdir, build_root), env={**env, **assignments}
         )
-        assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout}\n{result.stderr}"
         syncs += 1
     assert syncs == 2
     runtime_root = runtime_files(service, parsed["runtime"], tmp_path / "runtime-app")
@@ -246,7 +220,7 @@ def build(service: GeneratedService, tmp_path: Path) -> Image:
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS],
+    params=variant_params(VARIANTS),
 )
 def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
     return services.get(**VARIANTS[request.param])
@@ -310,27 +284,17 @@ def test_the_bytecode_is_compiled_at_build_time(image: Image) -> None:
 
 
 @pytest.fixture
-def served(image: Image) -> Iterator[tuple[Image, int]]:
+def served(image: Image, tmp_path: Path) -> Iterator[tuple[Image, int]]:
+    """The image's CMD, serving."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - the image's own CMD
+    with serving(
         image.runtime_argv(image.stages["runtime"].cmd),
         cwd=image.runtime_root,
         env=image.runtime_env(HTTP_PORT=str(port)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        try:
-            wait_until_live(f"http://127.0.0.1:{port}", process)
-        except ServiceDidNotStartError as error:
-            process.kill()
-            output = process.communicate()[0]
-            pytest.fail(f"the image's CMD did not serve /livez ({error}):\n{output}")
+        base_url=f"http://127.0.0.1:{port}",
+        log=tmp_path / "service.log",
+    ):
         yield image, port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_the_image_command_serves_livez(served: tuple[Image, int]) -> None:
@@ -385,7 +349,4 @@ def test_the_image_uses_the_uv_release_these_tests_use(service: GeneratedService
     uv_stage = stages(service.path / "Dockerfile")["uv"]
     image, _, version = uv_stage.base.partition(":")
     assert image == "ghcr.io/astral-sh/uv"
-    local = subprocess.run(
-        ["uv", "--version"], env=tool_env(), capture_output=True, text=True, check=True
-    )
-    assert local.stdout.split()[1] == version
+    assert run(["uv", "--version"]).stdout.split()[1] == version

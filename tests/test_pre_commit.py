@@ -13,18 +13,11 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.services import GeneratedService, ServiceCache
+from tests.services import GeneratedService, ServiceCache, variant_params
 
 VARIANTS = {
     "defaults": {},
     "postgres": {"database": "postgres"},
-}
-# Where pre-commit or uv could reach the network, make it fail instead.
-OFFLINE = {
-    "UV_OFFLINE": "1",
-    "PIP_NO_INDEX": "1",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
 }
 # Built from parts, so that this file itself never holds a line the hook would refuse.
 BEFORE, SEPARATOR, AFTER = "<" * 7 + " before updating", "=" * 7, ">" * 7 + " after updating"
@@ -42,9 +35,7 @@ CONFLICTED = "\n".join(
 )
 
 
-@pytest.fixture(
-    params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in VARIANTS]
-)
+@pytest.fixture(params=variant_params(VARIANTS))
 def service(request: pytest.FixtureRequest, services: ServiceCache) -> GeneratedService:
     return services.get(**VARIANTS[request.param])
 
@@ -57,18 +48,7 @@ def hooks(service: GeneratedService, tmp_path: Path) -> Iterator[Hooks]:
     """Runs `pre-commit run --all-files` in the service; checks the service is left as found."""
 
     def run_all() -> CompletedProcess[str]:
-        return service.run(
-            "uv",
-            "run",
-            "--locked",
-            "pre-commit",
-            "run",
-            "--all-files",
-            "--color",
-            "never",
-            env={"PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), **OFFLINE},
-            check=False,
-        )
+        return service.pre_commit(tmp_path / "pre-commit-home")
 
     assert service.run("git", "status", "--porcelain").stdout == "", "the service must start clean"
     yield run_all

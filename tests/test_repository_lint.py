@@ -9,7 +9,6 @@ extends the services' ruff base settings, and the root pre-commit configuration 
 
 from __future__ import annotations
 
-import shutil
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,21 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.commands import REPO_ROOT, run, tool_env
+from harness.commands import REPO_ROOT, run
 from tests.services import GeneratedService
-from tests.tools import require_tool
+from tests.tools import dev_tool
 
 LINTED = ["core/src", "core/tests", "hooks", "harness", "tests", "bench"]
-INSTALL_HINT = "run `make test` (or `uv sync --locked`), which installs the locked dev tools"
-
-
-def tool(name: str) -> str:
-    """A dev tool from this environment (or PATH); a failing test, never a skip, when missing."""
-    return shutil.which(name, path=tool_env()["PATH"]) or require_tool(name, INSTALL_HINT)
 
 
 def check(*command: str) -> None:
-    result = run([tool(command[0]), *command[1:]], cwd=REPO_ROOT, check=False)
+    result = run([dev_tool(command[0]), *command[1:]], cwd=REPO_ROOT, check=False)
     assert result.returncode == 0, f"`{' '.join(command)}` failed:\n{result.stdout}{result.stderr}"
 
 
@@ -71,7 +64,7 @@ def test_ruff_lints_the_repository_with_the_services_base_settings() -> None:
 
 @pytest.mark.parametrize("folder", LINTED)
 def test_ruff_covers(folder: str) -> None:
-    files = run([tool("ruff"), "check", "--show-files"], cwd=REPO_ROOT).stdout.splitlines()
+    files = run([dev_tool("ruff"), "check", "--show-files"], cwd=REPO_ROOT).stdout.splitlines()
     assert any(Path(line).is_relative_to(REPO_ROOT / folder) for line in files), folder
 
 

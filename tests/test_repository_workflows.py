@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import sys
 import threading
 import tomllib
@@ -24,46 +23,25 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.commands import REPO_ROOT, run, tool_env
+from harness.commands import REPO_ROOT, run
 from harness.core_index import add_to_index
 from harness.template_repo import current_version
-from tests.tools import require_tool
+from tests.tools import dev_tool, load_workflow, workflow_steps
 
 WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
 RELEASE_SCRIPT = REPO_ROOT / ".github" / "scripts" / "release.py"
 PYTHON_VERSIONS = {"3.11", "3.12", "3.13"}
-INSTALL_HINT = "run `make test` (or `uv sync --locked`), which installs the locked dev tools"
-
-
-def tool(name: str) -> str:
-    """A dev tool from this environment (or PATH); a failing test, never a skip, when missing."""
-    return shutil.which(name, path=tool_env()["PATH"]) or require_tool(name, INSTALL_HINT)
-
-
-def load(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
-    assert isinstance(document, dict), path
-    # YAML 1.1 reads the `on:` key as the boolean True.
-    if True in document:
-        document["on"] = document.pop(True)
-    return document
-
-
-def steps(workflow: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for job_id, job in workflow["jobs"].items():
-        for step in job.get("steps", []):
-            yield job_id, step
 
 
 @pytest.fixture(scope="module")
 def ci() -> dict[str, Any]:
-    return load(WORKFLOWS_DIR / "ci.yml")
+    return load_workflow(WORKFLOWS_DIR / "ci.yml")
 
 
 @pytest.fixture(scope="module")
 def release() -> dict[str, Any]:
-    return load(WORKFLOWS_DIR / "release.yml")
+    return load_workflow(WORKFLOWS_DIR / "release.yml")
 
 
 def test_the_ci_and_release_workflows_exist() -> None:
@@ -75,12 +53,12 @@ def test_the_ci_and_release_workflows_exist() -> None:
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_workflow_matches_the_github_workflow_schema(workflow: Path) -> None:
-    check_jsonschema = tool("check-jsonschema")
+    check_jsonschema = dev_tool("check-jsonschema")
     run([check_jsonschema, "--builtin-schema", "vendor.github-workflows", workflow])
 
 
 def test_zizmor_finds_nothing() -> None:
-    zizmor = tool("zizmor")
+    zizmor = dev_tool("zizmor")
     args = ["--offline", "--no-ignores", "--no-config", str(WORKFLOWS_DIR)]
     result = run([zizmor, *args], cwd=REPO_ROOT, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -90,7 +68,7 @@ def test_zizmor_finds_nothing() -> None:
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_yamllint_is_clean_with_the_services_config(workflow: Path) -> None:
     config = REPO_ROOT / "template" / ".yamllint.yaml"
-    run([tool("yamllint"), "--strict", "--config-file", config, workflow], cwd=REPO_ROOT)
+    run([dev_tool("yamllint"), "--strict", "--config-file", config, workflow], cwd=REPO_ROOT)
 
 
 # The rules the generated workflows follow, applied to the repository's own.
@@ -134,7 +112,7 @@ def test_each_action_has_one_pin_across_the_repository_and_its_services() -> Non
 def test_checkouts_do_not_persist_credentials(workflow: Path) -> None:
     checkouts = [
         (job, step)
-        for job, step in steps(load(workflow))
+        for job, step in workflow_steps(load_workflow(workflow))
         if str(step.get("uses", "")).startswith("actions/checkout@")
     ]
     assert checkouts
@@ -144,7 +122,7 @@ def test_checkouts_do_not_persist_credentials(workflow: Path) -> None:
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> None:
-    document = load(workflow)
+    document = load_workflow(workflow)
     assert document["permissions"] == {"contents": "read"}
     granted = {
         job_id: job["permissions"]
@@ -162,13 +140,13 @@ def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> No
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_runs_are_grouped_for_concurrency(workflow: Path) -> None:
-    concurrency = load(workflow)["concurrency"]
+    concurrency = load_workflow(workflow)["concurrency"]
     assert "${{ github.ref }}" in concurrency["group"]
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_every_job_has_a_timeout(workflow: Path) -> None:
-    for job_id, job in load(workflow)["jobs"].items():
+    for job_id, job in load_workflow(workflow)["jobs"].items():
         assert "uses" in job or job.get("timeout-minutes"), job_id
 
 
@@ -195,7 +173,11 @@ def makefile_recipe(target: str) -> list[str]:
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
 def test_uv_is_the_version_the_makefile_installs(workflow: Path) -> None:
     version = makefile_value("UV_VERSION")
-    setups = [s for _, s in steps(load(workflow)) if "astral-sh/setup-uv@" in s.get("uses", "")]
+    setups = [
+        s
+        for _, s in workflow_steps(load_workflow(workflow))
+        if "astral-sh/setup-uv@" in s.get("uses", "")
+    ]
     assert setups
     for step in setups:
         assert step["with"]["version"] == version
@@ -228,7 +210,7 @@ def test_ci_installs_every_python_a_service_can_choose(ci: dict[str, Any]) -> No
 
 
 def test_ci_caches_uv(ci: dict[str, Any]) -> None:
-    for job_id, step in steps(ci):
+    for job_id, step in workflow_steps(ci):
         if "astral-sh/setup-uv@" in step.get("uses", ""):
             assert step["with"]["enable-cache"] is True, job_id
 

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.commands import git, run, tool_env
 from harness.generate import copy
+from harness.template_repo import release
 from tests.services import GeneratedService, ServiceCache
-from tests.tools import require_tool
-
-INSTALL_HINT = "run `make test` (or `uv sync --locked`), which installs the locked dev tools"
+from tests.tools import (
+    dev_tool,
+    dockerfile_instructions,
+    load_workflow,
+    require_tool,
+    run_step_script,
+    workflow_steps,
+)
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -45,19 +49,6 @@ VARIANTS: dict[str, dict[str, str]] = {
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^#\s+v\d+\.\d+\.\d+$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
-
-
-def tool(name: str) -> str:
-    """A dev tool from this environment (or PATH); a failing test, never a skip, when missing."""
-    return shutil.which(name, path=tool_env()["PATH"]) or require_tool(name, INSTALL_HINT)
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
-    assert isinstance(document, dict), path
-    if True in document:  # YAML 1.1 reads the `on:` key as the boolean True
-        document["on"] = document.pop(True)
-    return document
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -86,13 +77,7 @@ def workflow_files(service: GeneratedService) -> list[Path]:
 
 
 def workflow(service: GeneratedService, name: str) -> dict[str, Any]:
-    return load_yaml(service.path / ".github" / "workflows" / name)
-
-
-def all_steps(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for job_id, job in document["jobs"].items():
-        for step in job.get("steps", []):
-            yield job_id, step
+    return load_workflow(service.path / ".github" / "workflows" / name)
 
 
 def step_named(job: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -124,7 +109,7 @@ def test_the_workflows_exist(service: GeneratedService) -> None:
 def test_workflows_match_the_github_workflow_schema(service: GeneratedService) -> None:
     run(
         [
-            tool("check-jsonschema"),
+            dev_tool("check-jsonschema"),
             "--builtin-schema",
             "vendor.github-workflows",
             *workflow_files(service),
@@ -135,7 +120,7 @@ def test_workflows_match_the_github_workflow_schema(service: GeneratedService) -
 def test_dependabot_config_matches_its_schema(service: GeneratedService) -> None:
     run(
         [
-            tool("check-jsonschema"),
+            dev_tool("check-jsonschema"),
             "--builtin-schema",
             "vendor.dependabot",
             service.path / ".github" / "dependabot.yml",
@@ -150,7 +135,7 @@ def test_zizmor_finds_nothing_in_workflows_dependabot_and_pre_commit(
     zizmor reads; no ignore comments or config honoured."""
     result = run(
         [
-            tool("zizmor"),
+            dev_tool("zizmor"),
             "--offline",
             "--no-ignores",
             "--no-config",
@@ -172,7 +157,7 @@ def test_hadolint_finds_nothing(service: GeneratedService) -> None:
     """No finding at any level (stricter than the default threshold), ignore pragmas disabled."""
     result = run(
         [
-            tool("hadolint"),
+            dev_tool("hadolint"),
             "--no-color",
             "--format",
             "json",
@@ -197,7 +182,7 @@ def test_yamllint_is_clean_with_the_shipped_config(service: GeneratedService) ->
     )
     result = run(
         [
-            tool("yamllint"),
+            dev_tool("yamllint"),
             "--strict",
             "--format",
             "parsable",
@@ -215,7 +200,9 @@ def test_yamllint_is_clean_with_the_shipped_config(service: GeneratedService) ->
 def test_yamllint_config_is_found_without_naming_it(service: GeneratedService) -> None:
     """`yamllint .` in the service (an editor, a hook) picks up the same settings."""
     result = run(
-        [tool("yamllint"), "--strict", "--format", "parsable", "."], cwd=service.path, check=False
+        [dev_tool("yamllint"), "--strict", "--format", "parsable", "."],
+        cwd=service.path,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -252,11 +239,11 @@ def test_one_pin_per_action(service: GeneratedService) -> None:
 
 def test_no_dangerous_triggers_and_no_expressions_in_scripts(service: GeneratedService) -> None:
     for path in workflow_files(service):
-        document = load_yaml(path)
+        document = load_workflow(path)
         assert not {"pull_request_target", "workflow_run", "issue_comment"} & set(document["on"]), (
             path.name
         )
-        for job_id, step in all_steps(document):
+        for job_id, step in workflow_steps(document):
             # Values reach scripts through `env:` only, never spliced into the script text.
             assert "${{" not in str(step.get("run", "")), (
                 f"{path.name}: {job_id}: {step.get('name')}"
@@ -277,7 +264,7 @@ def test_permissions_are_empty_by_default_and_granted_per_job(service: Generated
         },
     }
     for path in workflow_files(service):
-        document = load_yaml(path)
+        document = load_workflow(path)
         assert document["permissions"] == {}, path.name
         assert {job_id: job["permissions"] for job_id, job in document["jobs"].items()} == expected[
             path.name
@@ -293,7 +280,7 @@ def test_oidc_tokens_only_where_aws_is_assumed(service: GeneratedService) -> Non
         assert "aws-secret-access-key" not in text
         assert "AWS_ACCESS_KEY_ID" not in text
         assert "AWS_SECRET_ACCESS_KEY" not in text
-        for job_id, job in load_yaml(path)["jobs"].items():
+        for job_id, job in load_workflow(path)["jobs"].items():
             assumes = [s for s in job["steps"] if "configure-aws-credentials@" in s.get("uses", "")]
             assert (job["permissions"].get("id-token") == "write") == bool(assumes), (
                 f"{path.name}: {job_id}"
@@ -308,7 +295,7 @@ def test_oidc_tokens_only_where_aws_is_assumed(service: GeneratedService) -> Non
 def test_checkouts_keep_no_credentials(service: GeneratedService) -> None:
     checkouts = 0
     for path in workflow_files(service):
-        for job_id, step in all_steps(load_yaml(path)):
+        for job_id, step in workflow_steps(load_workflow(path)):
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step.get("with", {}).get("persist-credentials") is False, (
                     f"{path.name}: {job_id}"
@@ -319,7 +306,7 @@ def test_checkouts_keep_no_credentials(service: GeneratedService) -> None:
 
 def test_every_job_has_a_timeout(service: GeneratedService) -> None:
     for path in workflow_files(service):
-        for job_id, job in load_yaml(path)["jobs"].items():
+        for job_id, job in load_workflow(path)["jobs"].items():
             assert job.get("timeout-minutes"), f"{path.name}: {job_id}"
 
 
@@ -332,9 +319,9 @@ def test_codeartifact_tokens_are_fetched_per_step_and_masked(service: GeneratedS
     )
     fetches = 0
     for path in workflow_files(service):
-        document = load_yaml(path)
+        document = load_workflow(path)
         assert "UV_INDEX_PRIVATE_PASSWORD" not in json.dumps(document.get("env", {}))
-        for _, step in all_steps(document):
+        for _, step in workflow_steps(document):
             script = str(step.get("run", ""))
             if "UV_INDEX_PRIVATE_PASSWORD=" in script:
                 assert fetch in script
@@ -609,14 +596,7 @@ def test_the_slack_message_is_valid_json_whatever_the_input(
         "SERVICE": step["env"]["SERVICE"],
         "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
     }
-    result = subprocess.run(  # noqa: S603 - the workflow step's own script
-        ["bash", "-eo", "pipefail", "-c", step["run"]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_step_script(step["run"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     payload = json.loads((tmp_path / "payload.json").read_text())
     assert payload["channel"] == answer(service, "slack_channel")
@@ -624,36 +604,12 @@ def test_the_slack_message_is_valid_json_whatever_the_input(
     assert "0123456789ab" in payload["text"]
     assert not (tmp_path / "pwned").exists()
     env["SLACK_WEBHOOK_URL"] = ""
-    result = subprocess.run(  # noqa: S603 - the workflow step's own script
-        ["bash", "-eo", "pipefail", "-c", step["run"]],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_step_script(step["run"], cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "SLACK_WEBHOOK_URL is not set" in result.stdout
 
 
 # The image recipe and the task definition (static; tests/test_image_recipe.py runs the recipe).
-
-
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for line in path.read_text().splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        keyword, _, rest = full.partition(" ")
-        instructions.append((keyword.upper(), " ".join(rest.split())))
-    return instructions
 
 
 def test_dockerfile_is_multi_stage_with_pinned_images(service: GeneratedService) -> None:
@@ -671,8 +627,7 @@ def test_dockerfile_is_multi_stage_with_pinned_images(service: GeneratedService)
 
 def test_dockerfile_installs_dependencies_before_the_source(service: GeneratedService) -> None:
     instructions = dockerfile_instructions(service.path / "Dockerfile")
-    text = [f"{keyword} {args}" for keyword, args in instructions]
-    build = text
+    build = [f"{keyword} {args}" for keyword, args in instructions]
     deps = next(
         i
         for i, line in enumerate(build)
@@ -822,14 +777,7 @@ def test_the_deploy_fills_every_placeholder_of_the_task_definition(
             "DATABASE_URL": "postgresql://svc_admin@db.example.internal:5432/svc?sslmode=require",
             "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1234:secret:rds!db-1-AbCdEf",
         }
-        result = subprocess.run(  # noqa: S603 - the workflow step's own script
-            ["bash", "-eo", "pipefail", "-c", step["run"]],
-            cwd=service.path,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_step_script(step["run"], cwd=service.path, env=env)
         assert result.returncode == 0, result.stderr
         text = (tmp_path / "task-definition.json").read_text()
         assert not re.findall(r"__[A-Z_]+__", text)
@@ -846,7 +794,7 @@ def test_the_deploy_fills_every_placeholder_of_the_task_definition(
 
 
 def test_pre_commit_hooks_are_all_local_and_run_the_locked_tools(service: GeneratedService) -> None:
-    config = load_yaml(service.path / ".pre-commit-config.yaml")
+    config = load_workflow(service.path / ".pre-commit-config.yaml")
     assert [repo["repo"] for repo in config["repos"]] == ["local"]
     hooks = {hook["id"]: hook for hook in config["repos"][0]["hooks"]}
     assert hooks["ruff-check"]["entry"].startswith("uv run --locked ruff check")
@@ -914,23 +862,30 @@ class WorkflowStep:
                 **{key: self.resolve(value) for key, value in self.step.get("env", {}).items()},
             }
         )
-        result = subprocess.run(  # noqa: S603 - the workflow step's own script
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", self.step["run"]],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )
+        result = run_step_script(self.step["run"], cwd=cwd, env=env)
         assert result.returncode == 0, f"{self.step['name']}:\n{result.stdout}\n{result.stderr}"
         return dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
+
+
+@dataclass(frozen=True)
+class UpdateScenario:
+    tmp: Path
+    template: Path
+    """A clone of the template repository, to release a newer version into."""
+    origin: Path
+    """The service's repository, as GitHub holds it (bare)."""
+    project: Path
+    """The workflow's checkout of `origin`, its answers pointing at `template`."""
+    bin: Path
+    """Fake `uvx` and `gh`, first on the workflow's PATH."""
+    next_tag: str
+    """The tag of the template's next patch release."""
 
 
 @pytest.fixture
 def update_scenario(
     tmp_path: Path, services: ServiceCache, template_repo: Path, template_version: str
-) -> dict[str, Path]:
+) -> UpdateScenario:
     """A clone of a generated service, a newer template release next to it, and fake `uvx`/`gh`."""
     generated = services.get()
     template = tmp_path / "template"
@@ -958,21 +913,21 @@ def update_scenario(
     for script in bin_dir.iterdir():
         script.chmod(0o755)
     (tmp_path / "runner").mkdir()
-    return {
-        "tmp": tmp_path,
-        "template": template,
-        "origin": origin,
-        "project": project,
-        "bin": bin_dir,
-        "next": Path(f"v{major}.{minor}.{patch + 1}"),
-    }
+    return UpdateScenario(
+        tmp=tmp_path,
+        template=template,
+        origin=origin,
+        project=project,
+        bin=bin_dir,
+        next_tag=f"v{major}.{minor}.{patch + 1}",
+    )
 
 
-def run_update_workflow(service_files: dict[str, Path]) -> tuple[dict[str, str], dict[str, str]]:
-    project = service_files["project"]
-    job = load_yaml(project / ".github" / "workflows" / "template-update.yml")["jobs"]["update"]
-    path = f"{service_files['bin']}:{tool_env()['PATH']}"
-    runner = service_files["tmp"] / "runner"
+def run_update_workflow(scenario: UpdateScenario) -> tuple[dict[str, str], dict[str, str]]:
+    project = scenario.project
+    job = load_workflow(project / ".github" / "workflows" / "template-update.yml")["jobs"]["update"]
+    path = f"{scenario.bin}:{tool_env()['PATH']}"
+    runner = scenario.tmp / "runner"
     expressions = {
         "secrets.TEMPLATE_REPO_TOKEN": "",
         "github.event.repository.default_branch": "main",
@@ -1010,13 +965,12 @@ def run_update_workflow(service_files: dict[str, Path]) -> tuple[dict[str, str],
 def release_template(template: Path, tag: str, change: str) -> None:
     dockerignore = template / "template" / ".dockerignore"
     dockerignore.write_text(dockerignore.read_text().replace("tests/\n", f"tests/\n{change}\n"))
-    git("commit", "--quiet", "-am", f"Template {tag}", cwd=template)
-    git("tag", tag, cwd=template)
+    release(template, tag)
 
 
 @pytest.mark.xdist_group("defaults")
 def test_template_update_workflow_does_nothing_when_current(
-    update_scenario: dict[str, Path],
+    update_scenario: UpdateScenario,
 ) -> None:
     check, update = run_update_workflow(update_scenario)
     assert check["available"] == "false"
@@ -1025,40 +979,40 @@ def test_template_update_workflow_does_nothing_when_current(
 
 @pytest.mark.xdist_group("defaults")
 def test_template_update_workflow_opens_a_clean_pull_request(
-    update_scenario: dict[str, Path],
+    update_scenario: UpdateScenario,
 ) -> None:
-    tag = str(update_scenario["next"])
-    release_template(update_scenario["template"], tag, "docs/")
+    tag = update_scenario.next_tag
+    release_template(update_scenario.template, tag, "docs/")
     check, update = run_update_workflow(update_scenario)
     assert check["latest"] == tag.lstrip("v")
     assert update["conflicts"] == "false"
     branch = f"template-update/{tag.lstrip('v')}"
-    pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario["origin"])
+    pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario.origin)
     assert "tests/\ndocs/\n" in pushed
-    log = (update_scenario["tmp"] / "gh.log").read_text()
+    log = (update_scenario.tmp / "gh.log").read_text()
     assert f"pr create --base main --head {branch}" in log
     assert "template-conflicts" not in log
 
 
 @pytest.mark.xdist_group("defaults")
-def test_template_update_workflow_labels_conflicts(update_scenario: dict[str, Path]) -> None:
-    tag = str(update_scenario["next"])
-    project = update_scenario["project"]
+def test_template_update_workflow_labels_conflicts(update_scenario: UpdateScenario) -> None:
+    tag = update_scenario.next_tag
+    project = update_scenario.project
     dockerignore = project / ".dockerignore"
     dockerignore.write_text(dockerignore.read_text().replace("tests/\n", "tests/\nnotes/\n"))
     git("commit", "--quiet", "-am", "Keep notes out of the image", cwd=project)
     git("push", "--quiet", "origin", "HEAD", cwd=project)
-    release_template(update_scenario["template"], tag, "docs/")
+    release_template(update_scenario.template, tag, "docs/")
     _, update = run_update_workflow(update_scenario)
     assert update["conflicts"] == "true"
-    assert (update_scenario["tmp"] / "runner" / "conflicts.txt").read_text() == ".dockerignore\n"
+    assert (update_scenario.tmp / "runner" / "conflicts.txt").read_text() == ".dockerignore\n"
     branch = f"template-update/{tag.lstrip('v')}"
-    pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario["origin"])
+    pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario.origin)
     assert "<<<<<<< " in pushed
     assert ">>>>>>> " in pushed
-    log = (update_scenario["tmp"] / "gh.log").read_text()
+    log = (update_scenario.tmp / "gh.log").read_text()
     assert "label create template-conflicts" in log
     assert re.search(
         rf"pr create --base main --head {re.escape(branch)} .*--label template-conflicts", log
     )
-    assert "notes/" in git("show", "main:.dockerignore", cwd=update_scenario["origin"])
+    assert "notes/" in git("show", "main:.dockerignore", cwd=update_scenario.origin)

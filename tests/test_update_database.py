@@ -36,7 +36,7 @@ def switched(
 ) -> tuple[TeamWork, CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("switch")
     versions = build_versions(root / "template")
-    service = generate(versions, root / "orders", base_answers, tasks=True)
+    service = generate(versions, root / "orders", base_answers)
     assert yaml.safe_load((service / ".copier-answers.yml").read_text())["database"] == "none"
     work = TeamWork(service)
     work.append("src/orders/api.py", "# The payments team's routers go above.\n")
@@ -73,7 +73,7 @@ def test_the_switched_service_passes_its_checks_against_postgres(
     service = GeneratedService(work.service)
     service.run("uv", "lock", "--quiet")  # the update added dependencies: lock them, as told
     service.run("uv", "sync", "--locked", "--quiet")
-    tests = service.passes_its_checks(env={"TEST_DATABASE_URL": database_url})
+    tests = service.assert_checks_pass(env={"TEST_DATABASE_URL": database_url})
     assert "tests/test_team.py::test_the_teams_own_code PASSED" in tests
 
 

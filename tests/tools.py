@@ -1,10 +1,20 @@
-"""External tools the tests need: present, or a failure that says how to install them."""
+"""External tools the tests need: present, or a failure that says how to install them; and the
+readers of the pipeline's files (workflows, the Dockerfile) that several test modules check."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+
+from harness.commands import tool_env
+
+DEV_TOOLS_HINT = "run `make test` (or `uv sync --locked`), which installs the locked dev tools"
 
 
 def require_tool(name: str, install_hint: str) -> str:
@@ -13,3 +23,58 @@ def require_tool(name: str, install_hint: str) -> str:
     if path is None:
         pytest.fail(f"`{name}` is not installed; {install_hint}", pytrace=False)
     return path
+
+
+def dev_tool(name: str) -> str:
+    """A dev tool from this environment (or PATH); a failing test, never a skip, when missing."""
+    return shutil.which(name, path=tool_env()["PATH"]) or require_tool(name, DEV_TOOLS_HINT)
+
+
+def load_workflow(path: Path) -> dict[str, Any]:
+    """A workflow (or any YAML mapping) with its `on:` key as written: YAML 1.1 reads it as the
+    boolean True."""
+    document = yaml.safe_load(path.read_text())
+    assert isinstance(document, dict), path
+    if True in document:
+        document["on"] = document.pop(True)
+    return document
+
+
+def workflow_steps(workflow: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(job id, step) for every step of every job."""
+    for job_id, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs: continuation lines joined, runs of spaces made one,
+    comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).strip().partition(" ")
+        pending = ""
+        instructions.append((keyword.upper(), " ".join(rest.split())))
+    return instructions
+
+
+def run_step_script(
+    script: str, *, cwd: Path, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A workflow step's `run:` script as GitHub's runners run it (`bash --noprofile --norc -eo
+    pipefail`), in exactly the environment given."""
+    return subprocess.run(  # noqa: S603 - a workflow step's own script
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )

@@ -24,11 +24,10 @@ from pathlib import Path
 from harness import template_repo
 from harness.commands import git
 from harness.generate import copy
-from harness.template_repo import release, snapshot, template_file
-from tests.services import python_for
+from harness.template_repo import commit_all, release, snapshot, template_file
+from tests.services import service_files, uv_python
 
 LATEST = "v3.0.0"
-SKIPPED = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 NEW_TITLE = "# {{ service_name }}: a smplkit product service"
 LOG_FORMAT_QUESTION = """\
   type: str
@@ -81,13 +80,9 @@ def build_versions(destination: Path) -> Path:
     return repository
 
 
-def generate(template: Path, destination: Path, answers: dict[str, str], *, tasks: bool) -> Path:
-    """`copier copy` of v1.0.0; with tasks (git init, uv lock, first commit) or a plain commit."""
-    uv_python = {"UV_PYTHON": python_for(answers.get("python_version", "3.11"))}
-    copy(template, destination, answers, vcs_ref="v1.0.0", skip_tasks=not tasks, env=uv_python)
-    if not tasks:
-        git("init", "--quiet", "--initial-branch=main", cwd=destination)
-        commit(destination, "Generate from the service template")
+def generate(template: Path, destination: Path, answers: dict[str, str]) -> Path:
+    """`copier copy` of v1.0.0, tasks and all (git init, uv lock, first commit)."""
+    copy(template, destination, answers, vcs_ref="v1.0.0", env=uv_python(answers))
     return destination
 
 
@@ -97,11 +92,6 @@ def clone_service(service: Path, destination: Path) -> Path:
     return destination
 
 
-def commit(service: Path, message: str) -> None:
-    git("add", "--all", cwd=service)
-    git("commit", "--quiet", "--no-verify", "--allow-empty", "-m", message, cwd=service)
-
-
 def status(service: Path) -> list[str]:
     """`git status --porcelain` lines, untracked files listed one by one."""
     return git("status", "--porcelain", "--untracked-files=all", cwd=service).splitlines()
@@ -109,11 +99,7 @@ def status(service: Path) -> list[str]:
 
 def tree(service: Path) -> dict[str, bytes]:
     """Every file of the service, outside git's and the tools' folders, by relative path."""
-    return {
-        str(path.relative_to(service)): path.read_bytes()
-        for path in sorted(service.rglob("*"))
-        if path.is_file() and not SKIPPED.intersection(path.relative_to(service).parts)
-    }
+    return {str(path.relative_to(service)): path.read_bytes() for path in service_files(service)}
 
 
 @dataclass
@@ -145,7 +131,7 @@ class TeamWork:
         (self.service / path).unlink()
 
     def commit(self, message: str = "The team's own work") -> None:
-        commit(self.service, message)
+        commit_all(self.service, message)
 
     def missing(self) -> list[str]:
         """The team's lines found nowhere in the service: merged, in a conflict block, in a
