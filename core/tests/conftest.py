@@ -37,10 +37,11 @@ from smplcore import (
     resource_document,
 )
 from smplcore import Resource as JsonApiResource
-from smplcore.testing import fixed_validator_class, validator_for_schema
+from smplcore.testing import fixed_validator_class, jsonapi_schema, validator_for_schema
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_JSONAPI = REPO_ROOT.parent / "shared" / "jsonapi"
+# The request schemas, copied unchanged from the JSON:API specification (CC0); the response
+# schema is the one the core packages.
+REQUEST_SCHEMAS = Path(__file__).resolve().parent / "jsonapi"
 
 ACCOUNT_KEY = "account-signing-secret-for-tests-" + "0123456789abcdef" * 3
 INTERNAL_SECRET = "internal-service-secret-for-tests-" + "0123456789abcdef" * 3
@@ -51,7 +52,7 @@ SERVICE = "widget-service"
 
 
 def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SHARED_JSONAPI / name).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((REQUEST_SCHEMAS / name).read_text(encoding="utf-8"))
     return data
 
 
@@ -63,12 +64,12 @@ def response_validator() -> Validator:
     (every ``meta``/``attributes`` member is reported as additional), hence the fixed class;
     test_testing_helpers.py shows both the bug and the fix.
     """
-    return fixed_validator_class(Draft7Validator)(_load("schema.json"))
+    return fixed_validator_class(Draft7Validator)(jsonapi_schema())
 
 
 @pytest.fixture(scope="session")
 def schema_registry() -> Registry[Any]:
-    schema = _load("schema.json")
+    schema = jsonapi_schema()
     registry: Registry[Any] = Registry().with_resource(
         schema["$id"], Resource.from_contents(schema)
     )
