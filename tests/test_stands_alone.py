@@ -1,9 +1,10 @@
 """The repository stands alone: nothing in it reads a path outside its own tree.
 
 A user clones the template from their git host with nothing beside the clone, so a test, script,
-default or document that names a sibling folder (``../shared``) or an absolute path of the
-machine it was written on works here and fails there. `.ci/run` proves the whole suite passes from
-a clone with no sibling folder; this test names the offending lines before that.
+default or document that names a sibling folder (such as the shared notes beside our own clones)
+or an absolute path of the machine it was written on works here and fails there. `.ci/run` proves
+the whole suite passes from a clone with no sibling folder; this test names the offending lines
+before that.
 """
 
 from __future__ import annotations
