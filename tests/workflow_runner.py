@@ -155,19 +155,19 @@ class Expression:
         return self.tokens.pop(0)
 
     def _or(self) -> Any:
-        left = self._and()
-        while self._peek() == "||":
-            self._take()
-            right = self._and()
-            left = left or right
-        return left
+        return self._chain("||", self._and, lambda left, right: left or right)
 
     def _and(self) -> Any:
-        left = self._comparison()
-        while self._peek() == "&&":
+        return self._chain("&&", self._comparison, lambda left, right: left and right)
+
+    def _chain(
+        self, operator: str, operand: Callable[[], Any], combine: Callable[[Any, Any], Any]
+    ) -> Any:
+        """`a op b op c`: both sides are evaluated, and neither has side effects."""
+        left = operand()
+        while self._peek() == operator:
             self._take()
-            right = self._comparison()
-            left = left and right
+            left = combine(left, operand())
         return left
 
     def _comparison(self) -> Any:
