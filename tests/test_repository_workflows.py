@@ -100,7 +100,8 @@ def test_every_action_is_pinned_to_a_commit_with_its_version(workflow: Path) -> 
 
 def test_each_action_has_one_pin_across_the_repository_and_its_services() -> None:
     """The same action at the same commit here and in the generated workflows: one upgrade path."""
-    generated = sorted((REPO_ROOT / "template" / ".github" / "workflows").glob("*"))
+    github = REPO_ROOT / "template" / ".github"
+    generated = sorted([*github.glob("workflows/*"), *github.glob("actions/*/action.yml*")])
     pins: dict[str, set[tuple[str, str]]] = {}
     for path in [*WORKFLOWS, *generated]:
         for action, sha, version in action_pins(path):

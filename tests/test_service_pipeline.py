@@ -1,10 +1,12 @@
-"""The generated service's pipeline, image recipe and YAML: static checks on every variant.
+"""The generated service's pipeline, image recipe and YAML, on every variant.
 
-Each variant is rendered once (tasks skipped: no install needed) and checked with the standard tools
-of each ecosystem (the GitHub workflow schema, zizmor, hadolint, yamllint, the Dependabot schema),
-then against the rules the pipeline must keep: pinned actions, least privilege, OIDC only, no
-untrusted input in scripts, and the CI/CD steps the issue asks for. The last tests run the
-template-update workflow's own scripts against a real `copier update`.
+Each variant is rendered once (tasks skipped) and its workflows are checked with the standard tools
+(the GitHub workflow and action schemas, zizmor, yamllint; hadolint for the Dockerfile), then RUN:
+tests/workflow_runner.py walks the jobs and runs their scripts against fake `aws`, `docker`,
+`terraform`, `curl`, `make`, `uv` and `gh` commands that record their calls, so what the pipeline
+does (which image is pushed, which digest each environment deploys, migrations before the rollout,
+Slack on a failure) is asserted from the calls. The template-update workflow is run against a real
+`copier update`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.commands import git, run, tool_env
+from harness.commands import git, run
 from harness.generate import copy
 from harness.template_repo import release
 from tests.services import GeneratedService, ServiceCache
@@ -28,9 +30,9 @@ from tests.tools import (
     dockerfile_instructions,
     load_workflow,
     require_tool,
-    run_step_script,
     workflow_steps,
 )
+from tests.workflow_runner import Call, Emulated, FakeCommands, JobResult, WorkflowRunner
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -49,6 +51,9 @@ VARIANTS: dict[str, dict[str, str]] = {
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^#\s+v\d+\.\d+\.\d+$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+DIGEST = "sha256:" + "d" * 64
+TOKEN = "codeartifact-token-for-the-test"
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -72,49 +77,34 @@ def postgres(service: GeneratedService) -> bool:
     return answer(service, "database") == "postgres"
 
 
-def workflow_files(service: GeneratedService) -> list[Path]:
-    return sorted((service.path / ".github" / "workflows").glob("*.yml"))
+def github_files(service: GeneratedService) -> list[Path]:
+    """The workflows and the composite actions."""
+    github = service.path / ".github"
+    return sorted([*github.glob("workflows/*.yml"), *github.glob("actions/*/action.yml")])
 
 
 def workflow(service: GeneratedService, name: str) -> dict[str, Any]:
     return load_workflow(service.path / ".github" / "workflows" / name)
 
 
-def step_named(job: dict[str, Any], prefix: str) -> dict[str, Any]:
-    matches = [step for step in job["steps"] if step.get("name", "").startswith(prefix)]
-    assert len(matches) == 1, f"{len(matches)} steps named {prefix!r}"
-    step: dict[str, Any] = matches[0]
-    return step
-
-
-def step_index(job: dict[str, Any], prefix: str) -> int:
-    return next(i for i, step in enumerate(job["steps"]) if step.get("name", "").startswith(prefix))
-
-
-def uses_of(job: dict[str, Any]) -> list[str]:
-    return [str(step["uses"]).split("@")[0] for step in job["steps"] if "uses" in step]
-
-
-def script_of(job: dict[str, Any]) -> str:
-    return "\n".join(str(step.get("run", "")) for step in job["steps"])
-
-
 # The ecosystems' own checkers.
 
 
-def test_the_workflows_exist(service: GeneratedService) -> None:
-    assert {path.name for path in workflow_files(service)} == {"ci.yml", "template-update.yml"}
+def test_the_workflows_and_actions_exist(service: GeneratedService) -> None:
+    assert [str(path.relative_to(service.path)) for path in github_files(service)] == [
+        ".github/actions/private-index/action.yml",
+        ".github/workflows/ci.yml",
+        ".github/workflows/deploy.yml",
+        ".github/workflows/template-update.yml",
+    ]
 
 
-def test_workflows_match_the_github_workflow_schema(service: GeneratedService) -> None:
-    run(
-        [
-            dev_tool("check-jsonschema"),
-            "--builtin-schema",
-            "vendor.github-workflows",
-            *workflow_files(service),
-        ]
-    )
+def test_workflows_and_actions_match_their_schemas(service: GeneratedService) -> None:
+    workflows = [path for path in github_files(service) if path.parent.name == "workflows"]
+    actions = [path for path in github_files(service) if path.name == "action.yml"]
+    check_jsonschema = dev_tool("check-jsonschema")
+    run([check_jsonschema, "--builtin-schema", "vendor.github-workflows", *workflows])
+    run([check_jsonschema, "--builtin-schema", "vendor.github-actions", *actions])
 
 
 def test_dependabot_config_matches_its_schema(service: GeneratedService) -> None:
@@ -128,22 +118,18 @@ def test_dependabot_config_matches_its_schema(service: GeneratedService) -> None
     )
 
 
-def test_zizmor_finds_nothing_in_workflows_dependabot_and_pre_commit(
-    service: GeneratedService,
-) -> None:
-    """Offline audits (online ones need GitHub) of .github/workflows/ and the other configurations
-    zizmor reads; no ignore comments or config honoured."""
+def test_zizmor_finds_nothing(service: GeneratedService) -> None:
+    """Offline audits (online ones need GitHub) of the workflows, the composite actions and the
+    other configurations zizmor reads; no ignore comments or config honoured."""
+    collect = [f"--collect={kind}" for kind in ("workflows", "actions", "dependabot", "pre-commit")]
     result = run(
         [
             dev_tool("zizmor"),
             "--offline",
             "--no-ignores",
             "--no-config",
-            "--format",
-            "json",
-            "--collect=workflows",
-            "--collect=dependabot",
-            "--collect=pre-commit",
+            "--format=json",
+            *collect,
             ".",
         ],
         cwd=service.path,
@@ -184,10 +170,8 @@ def test_yamllint_is_clean_with_the_shipped_config(service: GeneratedService) ->
         [
             dev_tool("yamllint"),
             "--strict",
-            "--format",
-            "parsable",
-            "--config-file",
-            ".yamllint.yaml",
+            "--format=parsable",
+            "--config-file=.yamllint.yaml",
             ".",
         ],
         cwd=service.path,
@@ -207,406 +191,502 @@ def test_yamllint_config_is_found_without_naming_it(service: GeneratedService) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# Rules every workflow keeps.
+# Rules every workflow and action keeps.
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_release_in_a_comment(
     service: GeneratedService,
 ) -> None:
-    pins = 0
-    for path in workflow_files(service):
+    pins: dict[str, set[str]] = {}
+    for path in github_files(service):
         for line in path.read_text().splitlines():
             match = USES_LINE.match(line)
-            if not match:
+            if not match or match["ref"].startswith("$/"):
                 continue
             assert SHA_PIN.match(match["ref"]), f"{path.name}: {line.strip()}"
             assert match["comment"], f"{path.name}: {line.strip()}"
             assert VERSION_COMMENT.match(match["comment"]), f"{path.name}: {line.strip()}"
-            pins += 1
-    assert pins >= 10
-
-
-def test_one_pin_per_action(service: GeneratedService) -> None:
-    pins: dict[str, set[str]] = {}
-    for path in workflow_files(service):
-        for line in path.read_text().splitlines():
-            match = USES_LINE.match(line)
-            if match:
-                action, sha = match["ref"].split("@")
-                pins.setdefault(action, set()).add(f"{sha} {match['comment']}")
+            action, sha = match["ref"].split("@")
+            pins.setdefault(action, set()).add(f"{sha} {match['comment']}")
+    assert len(pins) >= 6
     assert {action: found for action, found in pins.items() if len(found) > 1} == {}
 
 
 def test_no_dangerous_triggers_and_no_expressions_in_scripts(service: GeneratedService) -> None:
-    for path in workflow_files(service):
+    for path in github_files(service):
         document = load_workflow(path)
-        assert not {"pull_request_target", "workflow_run", "issue_comment"} & set(document["on"]), (
-            path.name
+        assert not {"pull_request_target", "workflow_run", "issue_comment"} & set(
+            document.get("on", {})
+        ), path.name
+        steps = (
+            [("runs", step) for step in document["runs"]["steps"]]
+            if "runs" in document
+            else list(workflow_steps(document))
         )
-        for job_id, step in workflow_steps(document):
+        for job_id, step in steps:
             # Values reach scripts through `env:` only, never spliced into the script text.
-            assert "${{" not in str(step.get("run", "")), (
-                f"{path.name}: {job_id}: {step.get('name')}"
-            )
+            assert "${{" not in str(step.get("run", "")), f"{path.name}: {job_id}"
 
 
-def test_permissions_are_empty_by_default_and_granted_per_job(service: GeneratedService) -> None:
-    expected = {
-        "ci.yml": {
-            "checks": {"contents": "read", "id-token": "write"},
-            "image": {"contents": "read", "id-token": "write"},
-            "deploy-staging": {"contents": "read", "id-token": "write"},
-            "deploy-production": {"contents": "read", "id-token": "write"},
-            "notify-failure": {},
-        },
-        "template-update.yml": {
-            "update": {"contents": "write", "pull-requests": "write", "id-token": "write"},
-        },
-    }
-    for path in workflow_files(service):
+def assumes_a_role(service: GeneratedService, job: dict[str, Any]) -> bool:
+    """The job assumes an AWS role: itself, through a local action, or in a reusable workflow."""
+    if "uses" in job:
+        called = load_workflow(service.path / job["uses"].removeprefix("$/"))
+        return any(assumes_a_role(service, inner) for inner in called["jobs"].values())
+    for step in job["steps"]:
+        uses = str(step.get("uses", ""))
+        if uses.startswith("aws-actions/configure-aws-credentials@"):
+            return True
+        if (
+            uses.startswith("$/")
+            and "configure-aws-credentials@"
+            in (service.path / uses.removeprefix("$/") / "action.yml").read_text()
+        ):
+            return True
+    return False
+
+
+def test_permissions_are_empty_by_default_and_least_privilege_per_job(
+    service: GeneratedService,
+) -> None:
+    """Only reading the code, OIDC where a role is assumed, and writes for the update's pull
+    request; no stored AWS key anywhere."""
+    for path in github_files(service):
+        text = path.read_text()
+        for stored_key in ("aws-access-key-id", "aws-secret-access-key", "AWS_SECRET_ACCESS_KEY"):
+            assert stored_key not in text, path.name
+        if path.parent.name != "workflows":
+            continue
         document = load_workflow(path)
         assert document["permissions"] == {}, path.name
-        assert {job_id: job["permissions"] for job_id, job in document["jobs"].items()} == expected[
-            path.name
-        ]
-
-
-def test_oidc_tokens_only_where_aws_is_assumed(service: GeneratedService) -> None:
-    """id-token: write exactly where configure-aws-credentials assumes a role; no stored key."""
-    account = answer(service, "aws_account_id")
-    for path in workflow_files(service):
-        text = path.read_text()
-        assert "aws-access-key-id" not in text
-        assert "aws-secret-access-key" not in text
-        assert "AWS_ACCESS_KEY_ID" not in text
-        assert "AWS_SECRET_ACCESS_KEY" not in text
-        for job_id, job in load_workflow(path)["jobs"].items():
-            assumes = [s for s in job["steps"] if "configure-aws-credentials@" in s.get("uses", "")]
-            assert (job["permissions"].get("id-token") == "write") == bool(assumes), (
+        for job_id, job in document["jobs"].items():
+            granted = dict(job["permissions"])
+            assert (granted.pop("id-token", None) == "write") == assumes_a_role(service, job), (
                 f"{path.name}: {job_id}"
             )
-            for step in assumes:
-                assert re.fullmatch(
-                    rf"arn:aws:iam::{account}:role/[\w+=,.@-]+", step["with"]["role-to-assume"]
-                )
-                assert step["with"]["aws-region"] == answer(service, "aws_region")
+            allowed = {"contents": "read"}
+            if path.name == "template-update.yml":
+                allowed = {"contents": "write", "pull-requests": "write"}
+            assert granted.items() <= allowed.items(), f"{path.name}: {job_id}: {granted}"
 
 
-def test_checkouts_keep_no_credentials(service: GeneratedService) -> None:
+def test_checkouts_keep_no_credentials_and_jobs_have_timeouts(service: GeneratedService) -> None:
     checkouts = 0
-    for path in workflow_files(service):
+    for path in github_files(service):
+        if path.parent.name != "workflows":
+            continue
+        for job_id, job in load_workflow(path)["jobs"].items():
+            assert "uses" in job or job.get("timeout-minutes"), f"{path.name}: {job_id}"
         for job_id, step in workflow_steps(load_workflow(path)):
             if step.get("uses", "").startswith("actions/checkout@"):
-                assert step.get("with", {}).get("persist-credentials") is False, (
-                    f"{path.name}: {job_id}"
-                )
+                assert step["with"]["persist-credentials"] is False, f"{path.name}: {job_id}"
                 checkouts += 1
-    assert checkouts >= 5
+    assert checkouts == 4
 
 
-def test_every_job_has_a_timeout(service: GeneratedService) -> None:
-    for path in workflow_files(service):
-        for job_id, job in load_workflow(path)["jobs"].items():
-            assert job.get("timeout-minutes"), f"{path.name}: {job_id}"
-
-
-def test_codeartifact_tokens_are_fetched_per_step_and_masked(service: GeneratedService) -> None:
-    """The index token comes from CodeArtifact at run time, masked; it is never a stored secret."""
-    fetch = (
-        "aws codeartifact get-authorization-token \\\n"
-        f"  --domain {answer(service, 'codeartifact_domain')} "
-        f"--domain-owner {answer(service, 'aws_account_id')}"
-    )
-    fetches = 0
-    for path in workflow_files(service):
-        document = load_workflow(path)
-        assert "UV_INDEX_PRIVATE_PASSWORD" not in json.dumps(document.get("env", {}))
-        for _, step in workflow_steps(document):
-            script = str(step.get("run", ""))
-            if "UV_INDEX_PRIVATE_PASSWORD=" in script:
-                assert fetch in script
-                assert "--query authorizationToken --output text" in script
-                assert 'echo "::add-mask::${UV_INDEX_PRIVATE_PASSWORD}"' in script
-                fetches += 1
-        if path.name == "ci.yml":
-            assert document["env"]["UV_INDEX_PRIVATE_USERNAME"] == "aws"
-    assert fetches >= 5
-    assert "secrets.UV_INDEX" not in "".join(path.read_text() for path in workflow_files(service))
-
-
-# ci.yml: the checks.
-
-
-def test_ci_runs_on_pull_requests_and_pushes_to_main_one_run_per_ref(
+def test_the_tests_get_a_postgres_service_with_the_database_option(
     service: GeneratedService,
 ) -> None:
-    ci = workflow(service, "ci.yml")
-    assert set(ci["on"]) == {"pull_request", "push"}
-    assert ci["on"]["push"] == {"branches": ["main"]}
-    assert ci["concurrency"]["group"] == "${{ github.workflow }}-${{ github.ref }}"
-    # A newer push cancels an older pull request run, never a run on main (it may be deploying).
-    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
-
-
-def test_checks_lint_typecheck_and_test_with_the_locked_tools(service: GeneratedService) -> None:
     job = workflow(service, "ci.yml")["jobs"]["checks"]
-    setup_uv = next(s for s in job["steps"] if "astral-sh/setup-uv@" in s.get("uses", ""))
-    assert setup_uv["with"]["enable-cache"] is True
-    assert setup_uv["with"]["cache-dependency-glob"] == "uv.lock"
-    assert setup_uv["with"]["python-version"] == answer(service, "python_version")
-    assert "uv sync --locked" in step_named(job, "Install")["run"]
-    assert step_named(job, "Lint")["run"].startswith("uv run --locked ruff check")
-    assert step_named(job, "Format")["run"] == "uv run --locked ruff format --check"
-    assert step_named(job, "Type check")["run"] == "uv run --locked mypy"
-    assert step_named(job, "Tests")["run"] == "uv run --locked pytest"
-    hooks = step_named(job, "pre-commit hooks")
-    assert hooks["run"].startswith("uv run --locked pre-commit run --all-files")
-    assert hooks["env"]["SKIP"] == "ruff-check,ruff-format,mypy"
+    if not postgres(service):
+        assert "services" not in job
+        return
+    database = job["services"]["postgres"]
+    assert re.fullmatch(r"postgres:\d+\.\d+-\w+", database["image"])
+    assert "pg_isready" in database["options"]
+    port = database["ports"][0].split(":")[0]
+    assert job["env"]["TEST_DATABASE_URL"].startswith(
+        f"postgresql://postgres:postgres@127.0.0.1:{port}/"
+    )
 
 
-def test_import_test_installs_like_the_image_and_imports_every_module(
+# Running ci.yml: fake AWS, Docker, Terraform, Slack; real bash, jq and sed.
+
+
+def fake_aws(fakes: FakeCommands, service: GeneratedService) -> None:
+    """What AWS answers a healthy deploy."""
+    name, region, account = (
+        answer(service, key) for key in ("service_name", "aws_region", "aws_account_id")
+    )
+    fakes.answer(r"^aws codeartifact get-authorization-token", TOKEN)
+    fakes.answer(r"^docker run --rm \S+ id -u$", "10001\n")
+    fakes.answer(r"^aws ecr get-login-password", "ecr-password")
+    fakes.answer(r"^aws ecr describe-images ", "ImageNotFoundException", exit_code=254)
+    fakes.answer(
+        r"^aws ecr describe-images .*imageTag=" + COMMIT, f"{DIGEST}\n", after=r"^docker push"
+    )
+    network = {
+        "awsvpcConfiguration": {
+            "subnets": ["subnet-a", "subnet-b"],
+            "securityGroups": ["sg-service"],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+    fakes.answer(r"^aws ecs describe-services", json.dumps(network, indent=4) + "\n")
+    fakes.answer(r"^aws ec2 describe-subnets --subnet-ids subnet-a ", "vpc-1\n")
+    outputs = {
+        "endpoint": {"value": f"{name}-db.abc.{region}.rds.amazonaws.com"},
+        "port": {"value": 5432},
+        "database_name": {"value": "service"},
+        "master_user_secret_arn": {
+            "value": f"arn:aws:secretsmanager:{region}:{account}:secret:rds!db-1"
+        },
+    }
+    fakes.answer(r"^terraform -chdir=infra/terraform output -json", json.dumps(outputs))
+    fakes.answer(
+        r"^aws rds describe-db-instances --db-instance-identifier " + f"{name}-db ", "svc_admin\n"
+    )
+    fakes.answer(
+        r"^aws ecs register-task-definition",
+        f"arn:aws:ecs:{region}:{account}:task-definition/{name}:7\n",
+    )
+    fakes.answer(r"^aws ecs run-task", f"arn:aws:ecs:{region}:{account}:task/migrations-1\n")
+    fakes.answer(r"^aws ecs describe-tasks", "0\tEssential container in task exited\n")
+
+
+def emulated_actions() -> dict[str, Any]:
+    """Third-party actions, as far as the scripts after them see."""
+    nothing = lambda _: Emulated()  # noqa: E731 - a table of one-liners
+    return {
+        "actions/checkout": nothing,
+        "astral-sh/setup-uv": nothing,
+        "hashicorp/setup-terraform": nothing,
+        "actions/upload-artifact": nothing,
+        "actions/download-artifact": nothing,
+        "aws-actions/amazon-ecs-deploy-task-definition": nothing,
+        "aws-actions/configure-aws-credentials": lambda inputs: Emulated(
+            env={"AWS_REGION": inputs["aws-region"], "AWS_DEFAULT_REGION": inputs["aws-region"]}
+        ),
+    }
+
+
+@dataclass
+class PipelineRun:
+    fakes: FakeCommands
+    jobs: dict[str, JobResult]
+
+    def calls(self, pattern: str = "") -> list[Call]:
+        return self.fakes.calls(pattern)
+
+    def index(self, pattern: str) -> int:
+        """The position of the first call matching `pattern` among all calls."""
+        return next(i for i, call in enumerate(self.calls()) if re.search(pattern, call.line))
+
+    def rollouts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(ECS service, task definition) of every rollout, in order."""
+        found = []
+        for call in self.calls(r"^uses:aws-actions/amazon-ecs-deploy-task-definition"):
+            inputs = dict(arg.split("=", 1) for arg in call.args)
+            found.append((inputs["service"], json.loads(call.files[inputs["task-definition"]])))
+        return found
+
+
+def run_ci(  # noqa: PLR0913 - the parts of a run the tests vary
     service: GeneratedService,
-) -> None:
-    script = step_named(workflow(service, "ci.yml")["jobs"]["checks"], "Import test")["run"]
-    assert 'UV_PROJECT_ENVIRONMENT="${RUNNER_TEMP}/runtime-venv"' in script
-    assert "uv sync --locked --no-dev --no-editable" in script
-    assert f"import {service.package_name} as package" in script
-    assert "pkgutil.walk_packages" in script
-    assert "importlib.import_module" in script
+    tmp_path: Path,
+    *,
+    event: str = "push",
+    ref: str = "refs/heads/main",
+    secrets: dict[str, str] | None = None,
+    answers: dict[str, tuple[str, int]] | None = None,
+    repository: str = "example/service",
+) -> PipelineRun:
+    """ci.yml (and deploy.yml through it) on a push to main, or the event given; `answers` adds
+    rules (pattern: (stdout, exit code)) over a healthy deploy's."""
+    require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
+    fakes = FakeCommands(tmp_path / "fakes", ("aws", "docker", "terraform", "curl", "make", "uv"))
+    fake_aws(fakes, service)
+    for pattern, (stdout, exit_code) in (answers or {}).items():
+        fakes.answer(pattern, stdout, exit_code)
+    runner = WorkflowRunner(
+        service.path,
+        fakes,
+        emulated_actions(),
+        github={
+            "sha": COMMIT,
+            "ref": ref,
+            "event_name": event,
+            "repository": repository,
+            "server_url": "https://github.com",
+            "run_id": "4242",
+            "workflow": "CI",
+        },
+        secrets={"SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/T0/B0/x"}
+        if secrets is None
+        else secrets,
+    )
+    return PipelineRun(fakes, runner.run("ci.yml"))
 
 
-def test_import_test_script_imports_the_package_for_real(
+def results(pipeline: PipelineRun) -> dict[str, str]:
+    return {job_id: job.result for job_id, job in pipeline.jobs.items()}
+
+
+def test_a_pull_request_is_checked_and_built_but_not_deployed(
     service: GeneratedService, tmp_path: Path
 ) -> None:
-    """The step's Python, run against a stand-in package with a nested module."""
-    script = step_named(workflow(service, "ci.yml")["jobs"]["checks"], "Import test")["run"]
-    program = script.split("<<'PY'\n", 1)[1].split("\nPY", 1)[0]
+    pipeline = run_ci(service, tmp_path, event="pull_request", ref="refs/pull/7/merge")
+    assert results(pipeline) == {
+        "checks": "success",
+        "image": "success",
+        "deploy-staging": "skipped",
+        "deploy-production": "skipped",
+        "notify-failure": "skipped",
+    }, pipeline.jobs
+    assert [call.line for call in pipeline.calls(r"^make ")] == ["make install", "make check"]
+    assert len(pipeline.calls(r"^docker buildx build")) == 1
+    assert not pipeline.calls(r"^docker (save|push)|^uses:actions/upload-artifact|^curl .*slack")
+
+
+def test_the_checks_install_from_the_lock_with_a_codeartifact_token_and_run_make_check(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path, event="pull_request", ref="refs/pull/7/merge")
+    install, hooks, check = pipeline.calls(r"^make install|^uv run pre-commit|^make check")
+    assert install.env == {"UV_INDEX_PRIVATE_PASSWORD": TOKEN, "UV_LOCKED": "1"} | (
+        {"TEST_DATABASE_URL": check.env["TEST_DATABASE_URL"]} if postgres(service) else {}
+    )
+    assert hooks.args[:4] == ["run", "pre-commit", "run", "--all-files"]
+    # The token stays with the steps that install; the tests get the database with the option.
+    assert "UV_INDEX_PRIVATE_PASSWORD" not in check.env
+    assert check.env["RUFF_OUTPUT_FORMAT"] == "github"
+    assert ("TEST_DATABASE_URL" in check.env) == postgres(service)
+    # One token per job that installs: checks and image; fetched for the domain of the answers.
+    fetches = pipeline.calls(r"^aws codeartifact get-authorization-token")
+    assert len(fetches) == 2
+    assert f"--domain {answer(service, 'codeartifact_domain')} " in fetches[0].line
+
+
+def test_the_image_is_built_once_with_the_token_as_a_build_secret_and_smoke_tested(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path)
+    (build,) = pipeline.calls(r"^docker buildx build")
+    image = build.args[build.args.index("--tag") + 1]
+    assert image == (
+        f"{answer(service, 'aws_account_id')}.dkr.ecr.{answer(service, 'aws_region')}"
+        f".amazonaws.com/{answer(service, 'service_name')}:{COMMIT}"
+    )
+    assert "--secret" in build.args
+    assert build.env["UV_INDEX_PRIVATE_PASSWORD"] == TOKEN
+    assert not any(TOKEN in arg for arg in build.args)
+    runs = pipeline.calls(r"^docker run ")
+    assert all(image in call.args for call in runs)
+    assert all("--read-only" in call.args for call in runs[1:])
+    (probe,) = pipeline.calls(r"^curl .*/livez")
+    assert probe.args[-1] == f"http://127.0.0.1:{answer(service, 'http_port')}/livez"
+
+
+def test_a_failed_smoke_test_fails_the_run_and_posts_to_slack(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path, answers={r"^curl .*/livez": ("", 7)})
+    assert results(pipeline)["image"] == "failure"
+    assert pipeline.calls(r"^docker logs smoke")
+    assert results(pipeline)["deploy-staging"] == "skipped"
+    assert len(pipeline.calls(r"^curl .*hooks\.slack")) == 1
+
+
+def test_the_image_runs_as_a_non_root_user(service: GeneratedService, tmp_path: Path) -> None:
+    pipeline = run_ci(service, tmp_path, answers={r"^docker run --rm \S+ id -u$": ("0\n", 0)})
+    assert results(pipeline)["image"] == "failure"
+    assert not pipeline.calls(r"^docker run --detach|^docker (save|push)")
+
+
+def test_the_smoke_test_imports_every_module_of_the_image(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    """The import check the smoke test runs in the image, run here against a stand-in package: it
+    imports nested modules, and fails on an import of an undeclared dependency."""
+    pipeline = run_ci(service, tmp_path, event="pull_request", ref="refs/pull/7/merge")
+    (check,) = pipeline.calls(r"^docker run --rm --read-only \S+ python -c ")
+    program = check.args[-1]
     package = tmp_path / service.package_name
     (package / "inner").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "inner" / "__init__.py").write_text("")
-    (package / "inner" / "leaf.py").write_text("import sys\nsys.modules[__name__].seen = True\n")
-    result = subprocess.run(  # noqa: S603 - the workflow step's own Python
+    (package / "inner" / "leaf.py").write_text("open('leaf-imported', 'w').close()\n")
+    result = subprocess.run(  # noqa: S603 - the workflow's own Python
         [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert "imported 3 modules" in result.stdout
+    assert (tmp_path / "leaf-imported").exists()
     (package / "inner" / "broken.py").write_text("import not_a_declared_dependency\n")
-    result = subprocess.run(  # noqa: S603 - the workflow step's own Python
+    result = subprocess.run(  # noqa: S603 - the workflow's own Python
         [sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
     assert "not_a_declared_dependency" in result.stderr
 
 
-def test_tests_get_a_postgres_service_with_the_database_option(service: GeneratedService) -> None:
-    job = workflow(service, "ci.yml")["jobs"]["checks"]
-    if not postgres(service):
-        assert "services" not in job
-        assert "TEST_DATABASE_URL" not in json.dumps(job)
-        return
-    database = job["services"]["postgres"]
-    assert re.fullmatch(r"postgres:\d+\.\d+-\w+", database["image"])
-    assert database["ports"] == ["5432:5432"]
-    assert "pg_isready" in database["options"]
-    assert (
-        job["env"]["TEST_DATABASE_URL"] == "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
-    )
-
-
-def test_image_job_builds_with_the_index_token_as_a_build_secret(service: GeneratedService) -> None:
-    job = workflow(service, "ci.yml")["jobs"]["image"]
-    build = step_named(job, "Build the image")["run"]
-    assert "docker buildx build" in build
-    assert "--secret id=uv_index_password,env=UV_INDEX_PRIVATE_PASSWORD" in build
-    assert "--build-arg" not in build
-    smoke = step_named(job, "Smoke test")["run"]
-    assert "--read-only" in smoke
-    assert "id -u" in smoke
-    assert f"http://127.0.0.1:{answer(service, 'http_port')}/livez" in smoke
-
-
-# ci.yml: the deploy.
-
-
-def test_deploys_staging_then_production_on_main_only(service: GeneratedService) -> None:
-    jobs = workflow(service, "ci.yml")["jobs"]
-    staging, production = jobs["deploy-staging"], jobs["deploy-production"]
-    assert staging["needs"] == ["checks", "image"]
-    assert staging["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
-    assert production["needs"] == ["deploy-staging"]
-    assert staging["environment"] == {"name": "staging"}
-    assert production["environment"] == {"name": "production"}
-    for name, job in (("staging", staging), ("production", production)):
-        assert job["concurrency"] == {"group": f"deploy-{name}", "cancel-in-progress": False}
-        assert job["env"]["DEPLOY_ENVIRONMENT"] == name
-        assert (
-            job["env"]["ECS_SERVICE"]
-            == f"${{{{ vars.ECS_SERVICE || '{answer(service, 'service_name')}-{name}' }}}}"
-        )
-        assert (
-            job["env"]["ECS_CLUSTER"]
-            == f"${{{{ vars.ECS_CLUSTER || '{answer(service, 'ecs_cluster')}' }}}}"
-        )
-
-
-def test_staging_pushes_the_image_tagged_with_the_commit_and_production_deploys_it(
-    service: GeneratedService,
-) -> None:
-    jobs = workflow(service, "ci.yml")["jobs"]
-    registry = (
-        f"{answer(service, 'aws_account_id')}.dkr.ecr.{answer(service, 'aws_region')}.amazonaws.com"
-    )
-    for job in (jobs["deploy-staging"], jobs["deploy-production"]):
-        assert job["env"]["ECR_REGISTRY"] == registry
-        assert step_named(job, "Name the image")["run"] == (
-            'echo "image=${ECR_REGISTRY}/${ECR_REPOSITORY}:${GITHUB_SHA}" >> "${GITHUB_OUTPUT}"'
-        )
-        assert "aws ecr describe-images" in step_named(job, "Check that the image is in ECR")["run"]
-    push = step_named(jobs["deploy-staging"], "Build the image and push it to ECR")
-    assert 'docker buildx build --push --tag "${IMAGE}"' in push["run"]
-    assert "--secret id=uv_index_password,env=UV_INDEX_PRIVATE_PASSWORD" in push["run"]
-    assert "docker login --username AWS --password-stdin" in push["run"]
-    assert not any(
-        "push it to ECR" in step.get("name", "") for step in jobs["deploy-production"]["steps"]
-    )
-
-
-def test_rollout_renders_the_task_definition_and_waits_for_stability(
-    service: GeneratedService,
-) -> None:
-    for environment in ("staging", "production"):
-        job = workflow(service, "ci.yml")["jobs"][f"deploy-{environment}"]
-        fill = step_named(job, "Fill in the environment")["run"]
-        assert "infra/ecs/task-definition.json" in fill
-        assert "__ENVIRONMENT__" in fill
-        render = step_named(job, "Put the new image in the task definition")
-        assert render["uses"].startswith("aws-actions/amazon-ecs-render-task-definition@")
-        assert render["with"]["image"] == "${{ steps.image.outputs.image }}"
-        assert render["with"]["container-name"] == "${{ env.CONTAINER_NAME }}"
-        assert job["env"]["CONTAINER_NAME"] == answer(service, "service_name")
-        rollout = step_named(job, "Roll the ECS service out")
-        assert rollout["uses"].startswith("aws-actions/amazon-ecs-deploy-task-definition@")
-        assert (
-            rollout["with"]["task-definition"]
-            == "${{ steps.task-definition.outputs.task-definition }}"
-        )
-        assert rollout["with"]["service"] == "${{ env.ECS_SERVICE }}"
-        assert rollout["with"]["cluster"] == "${{ env.ECS_CLUSTER }}"
-        assert rollout["with"]["wait-for-service-stability"] is True
-        assert job["steps"][-1] is rollout
-
-
-def test_database_terraform_and_migrations_run_before_the_rollout(
-    service: GeneratedService,
-) -> None:
-    for environment in ("staging", "production"):
-        job = workflow(service, "ci.yml")["jobs"][f"deploy-{environment}"]
-        script = script_of(job)
-        if not postgres(service):
-            assert "terraform" not in script
-            assert "alembic" not in script
-            assert "hashicorp/setup-terraform" not in uses_of(job)
-            continue
-        assert "hashicorp/setup-terraform" in uses_of(job)
-        init = step_named(job, "Terraform init")["run"]
-        assert init.startswith("terraform -chdir=infra/terraform init -input=false")
-        assert (
-            f"key={answer(service, 'service_name')}/${{DEPLOY_ENVIRONMENT}}/database.tfstate"
-            in init
-        )
-        plan = step_named(job, "Terraform plan")
-        assert plan["run"].startswith("terraform -chdir=infra/terraform plan")
-        assert "-out=tfplan" in plan["run"]
-        assert plan["env"]["TF_VAR_environment"] == environment
-        apply = step_named(job, "Terraform apply")
-        assert apply["run"].startswith("terraform -chdir=infra/terraform apply")
-        assert apply["run"].endswith(" tfplan")
-        network = step_named(job, "Read the service's network")["run"]
-        for variable in (
-            "TF_VAR_vpc_id",
-            "TF_VAR_private_subnet_ids",
-            "TF_VAR_service_security_group_id",
-        ):
-            assert f"{variable}=" in network
-        register = step_named(job, "Register the task definition")
-        assert register["uses"].startswith("aws-actions/amazon-ecs-deploy-task-definition@")
-        assert (
-            "service" not in register["with"]
-        )  # registers only: the service is updated after migrating
-        migrate = step_named(job, "Run the migrations")
-        assert (
-            migrate["env"]["TASK_DEFINITION_ARN"]
-            == "${{ steps.register.outputs.task-definition-arn }}"
-        )
-        for fragment in (
-            "aws ecs run-task",
-            '"alembic", "upgrade", "head"',
-            "aws ecs wait tasks-stopped",
-            "exitCode",
-            'if [ "${exit_code}" != "0" ]',
-            "exit 1",
-        ):
-            assert fragment in migrate["run"], fragment
-        order = [
-            step_index(job, name)
-            for name in (
-                "Terraform init",
-                "Terraform plan",
-                "Terraform apply",
-                "Read the database's address",
-                "Fill in the environment",
-                "Put the new image",
-                "Register the task definition",
-                "Run the migrations",
-                "Roll the ECS service out",
-            )
-        ]
-        assert order == sorted(order)
-
-
-def test_a_failed_deploy_is_reported_to_the_slack_channel(service: GeneratedService) -> None:
-    job = workflow(service, "ci.yml")["jobs"]["notify-failure"]
-    assert job["needs"] == ["checks", "image", "deploy-staging", "deploy-production"]
-    assert job["if"].startswith("failure() && github.event_name == 'push'")
-    (step,) = job["steps"]
-    assert step["env"]["SLACK_WEBHOOK_URL"] == "${{ secrets.SLACK_WEBHOOK_URL }}"
-    assert step["env"]["SLACK_CHANNEL"] == answer(service, "slack_channel")
-    assert "curl --fail" in step["run"]
-    assert '"${SLACK_WEBHOOK_URL}"' in step["run"]
-
-
-def test_the_slack_message_is_valid_json_whatever_the_input(
+def test_main_pushes_the_tested_image_and_deploys_its_digest_to_staging_then_production(
     service: GeneratedService, tmp_path: Path
 ) -> None:
-    """The notify script, run with a fake curl: quotes in the values cannot break the payload."""
-    step = workflow(service, "ci.yml")["jobs"]["notify-failure"]["steps"][0]
-    require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "curl").write_text(
-        f'#!/bin/sh\ncat > "{tmp_path}/payload.json"\necho "$@" > "{tmp_path}/args"\n'
+    pipeline = run_ci(service, tmp_path)
+    assert set(results(pipeline).values()) == {"success", "skipped"}, pipeline.jobs
+    assert results(pipeline)["notify-failure"] == "skipped"
+    (build,) = pipeline.calls(r"^docker buildx build")
+    tested = build.args[build.args.index("--tag") + 1]
+    # The tested image is saved, handed to the deploy as an artifact, loaded and pushed as it is.
+    (save,) = pipeline.calls(r"^docker save")
+    assert save.args[-1] == tested
+    (upload,) = pipeline.calls(r"^uses:actions/upload-artifact")
+    (download,) = pipeline.calls(r"^uses:actions/download-artifact")
+    assert f"path={save.args[save.args.index('--output') + 1]}" in upload.args
+    assert upload.args[upload.args.index("name=image")] in download.args
+    (push,) = pipeline.calls(r"^docker push")
+    assert push.args == ["push", tested]
+    assert (
+        pipeline.index(r"^docker load")
+        < pipeline.index(r"^docker login")
+        < pipeline.index(r"^docker push")
     )
-    (bin_dir / "curl").chmod(0o755)
-    env = {
-        "PATH": f"{bin_dir}:{tool_env()['PATH']}",
-        "SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/T0/B0/x",
-        "RUN_URL": "https://github.invalid/run/1\"'$(touch pwned)",
-        "SLACK_CHANNEL": step["env"]["SLACK_CHANNEL"],
-        "SERVICE": step["env"]["SERVICE"],
-        "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
-    }
-    result = run_step_script(step["run"], cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    payload = json.loads((tmp_path / "payload.json").read_text())
+    assert pipeline.calls(r"^docker login")[0].stdin == "ecr-password"
+    # Each environment's ECS service runs that push's digest: production the one staging got.
+    repository = tested.rsplit(":", 1)[0]
+    name = answer(service, "service_name")
+    deployed = [
+        (service_name, task["containerDefinitions"][0]["image"])
+        for service_name, task in pipeline.rollouts()
+    ]
+    assert deployed == [
+        (f"{name}-staging", f"{repository}@{DIGEST}"),
+        (f"{name}-production", f"{repository}@{DIGEST}"),
+    ]
+    assert pipeline.jobs["deploy-staging"].outputs == {"image": f"{repository}@{DIGEST}"}
+    assert len(pipeline.calls(r"^docker push|^docker buildx")) == 2
+
+
+def test_a_rerun_deploys_the_image_its_first_attempt_pushed(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    """ECR tags may be immutable: a tag already pushed is deployed, not pushed again."""
+    pipeline = run_ci(service, tmp_path, answers={r"^aws ecr describe-images ": (DIGEST, 0)})
+    assert results(pipeline)["deploy-production"] == "success", pipeline.jobs
+    assert not pipeline.calls(r"^docker (load|login|push)")
+    assert {
+        task["containerDefinitions"][0]["image"].split("@")[1] for _, task in pipeline.rollouts()
+    } == {DIGEST}
+
+
+def test_the_deploy_fills_every_placeholder_of_the_task_definition(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path)
+    for environment, (_, task) in zip(("staging", "production"), pipeline.rollouts(), strict=True):
+        text = json.dumps(task)
+        assert not re.findall(r"__[A-Z_]+__", text)
+        assert task["family"] == f"{answer(service, 'service_name')}-{environment}"
+        (container,) = task["containerDefinitions"]
+        variables = {item["name"]: item["value"] for item in container["environment"]}
+        assert variables["ENVIRONMENT"] == environment
+        secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
+        if postgres(service):
+            name, region = answer(service, "service_name"), answer(service, "aws_region")
+            assert variables["DATABASE_URL"] == (
+                f"postgresql://svc_admin@{name}-db.abc.{region}.rds.amazonaws.com:5432/service"
+                "?sslmode=require"
+            )
+            assert secrets["DATABASE_PASSWORD"].endswith(":secret:rds!db-1:password::")
+        else:
+            assert "DATABASE_URL" not in variables
+
+
+def test_the_database_is_applied_and_migrated_before_each_rollout(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path)
+    if not postgres(service):
+        assert not pipeline.calls(r"^terraform |alembic|^aws ecs run-task")
+        return
+    lines = [
+        call.line
+        for call in pipeline.calls(
+            r"^terraform |^aws ecs run-task|^uses:aws-actions/amazon-ecs-deploy"
+        )
+    ]
+    environment_steps = [
+        r"^terraform -chdir=infra/terraform init ",
+        r"^terraform -chdir=infra/terraform plan .*-out=tfplan",
+        r"^terraform -chdir=infra/terraform apply .* tfplan$",
+        r"^terraform -chdir=infra/terraform output -json",
+        r"^aws ecs run-task ",
+        r"^uses:aws-actions/amazon-ecs-deploy-task-definition",
+    ]
+    assert len(lines) == 2 * len(environment_steps), lines
+    for line, pattern in zip(lines, environment_steps * 2, strict=True):
+        assert re.search(pattern, line), (pattern, line)
+    for environment, init in zip(
+        ("staging", "production"), pipeline.calls(r"^terraform .* init "), strict=True
+    ):
+        assert f"key={answer(service, 'service_name')}/{environment}/database.tfstate" in init.line
+    # The migrations run in the new task definition (the image to deploy), in the service's network.
+    for register, migrate, (_, rolled_out) in zip(
+        pipeline.calls(r"^aws ecs register-task-definition"),
+        pipeline.calls(r"^aws ecs run-task"),
+        pipeline.rollouts(),
+        strict=True,
+    ):
+        (registered,) = register.files.values()
+        assert json.loads(registered) == rolled_out
+        overrides = json.loads(migrate.args[migrate.args.index("--overrides") + 1])
+        assert overrides["containerOverrides"][0]["command"] == ["alembic", "upgrade", "head"]
+        network = json.loads(migrate.args[migrate.args.index("--network-configuration") + 1])
+        assert network["awsvpcConfiguration"]["subnets"] == ["subnet-a", "subnet-b"]
+
+
+def test_a_failed_migration_stops_the_deploy_and_posts_to_slack(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    failed = {r"^aws ecs describe-tasks": ("3\tEssential container exited\n", 0)}
+    pipeline = run_ci(service, tmp_path, answers=failed)
+    if not postgres(service):
+        assert not pipeline.calls(r"^aws ecs describe-tasks")
+        return
+    assert results(pipeline)["deploy-staging"] == "failure"
+    assert results(pipeline)["deploy-production"] == "skipped"
+    assert pipeline.rollouts() == []
+    assert "Migrations failed (exit code 3" in pipeline.jobs["deploy-staging"].log
+    assert_slack_was_told(service, pipeline)
+
+
+def assert_slack_was_told(
+    service: GeneratedService, pipeline: PipelineRun, repository: str = "example/service"
+) -> None:
+    assert results(pipeline)["notify-failure"] == "success"
+    (post,) = pipeline.calls(r"^curl .*hooks\.slack")
+    assert post.args[-1] == "https://hooks.slack.invalid/T0/B0/x"
+    payload = json.loads(post.stdin)
     assert payload["channel"] == answer(service, "slack_channel")
-    assert env["RUN_URL"] in payload["text"]
-    assert "0123456789ab" in payload["text"]
-    assert not (tmp_path / "pwned").exists()
-    env["SLACK_WEBHOOK_URL"] = ""
-    result = run_step_script(step["run"], cwd=tmp_path, env=env)
-    assert result.returncode == 1
-    assert "SLACK_WEBHOOK_URL is not set" in result.stdout
+    assert COMMIT[:12] in payload["text"]
+    assert f"https://github.com/{repository}/actions/runs/4242" in payload["text"]
+
+
+def test_a_failed_push_posts_valid_json_to_slack_whatever_the_names(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    """Quotes and shell syntax in the values cannot break the payload nor run anything."""
+    repository = 'example/it\'s-"quoted"-$(touch pwned)'
+    pipeline = run_ci(
+        service,
+        tmp_path,
+        answers={r"^aws ecr get-login-password": ("", 255)},
+        repository=repository,
+    )
+    assert results(pipeline)["deploy-staging"] == "failure"
+    assert not pipeline.calls(r"^docker push")
+    assert_slack_was_told(service, pipeline, repository)
+    assert not (service.path / "pwned").exists()
+
+
+def test_without_a_slack_webhook_the_report_fails_loudly(
+    service: GeneratedService, tmp_path: Path
+) -> None:
+    pipeline = run_ci(service, tmp_path, secrets={}, answers={r"^make check": ("", 2)})
+    assert results(pipeline)["checks"] == "failure"
+    assert results(pipeline)["notify-failure"] == "failure"
+    assert "SLACK_WEBHOOK_URL is not set" in pipeline.jobs["notify-failure"].log
+    assert not pipeline.calls(r"^curl .*hooks")
 
 
 # The image recipe and the task definition (static; tests/test_image_recipe.py runs the recipe).
@@ -762,34 +842,6 @@ def test_task_definition_health_check_is_the_image_health_check(service: Generat
     assert json.loads(healthcheck.split(" CMD ", 1)[1]) == command[1:]
 
 
-def test_the_deploy_fills_every_placeholder_of_the_task_definition(
-    service: GeneratedService, tmp_path: Path
-) -> None:
-    """The "Fill in the environment" step, run on the real file: valid JSON, nothing unfilled."""
-    for environment in ("staging", "production"):
-        job = workflow(service, "ci.yml")["jobs"][f"deploy-{environment}"]
-        step = step_named(job, "Fill in the environment")
-        env = {
-            "PATH": tool_env()["PATH"],
-            "RUNNER_TEMP": str(tmp_path),
-            "DEPLOY_ENVIRONMENT": job["env"]["DEPLOY_ENVIRONMENT"],
-            # What "Read the database's address" writes to $GITHUB_ENV (postgres only).
-            "DATABASE_URL": "postgresql://svc_admin@db.example.internal:5432/svc?sslmode=require",
-            "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1234:secret:rds!db-1-AbCdEf",
-        }
-        result = run_step_script(step["run"], cwd=service.path, env=env)
-        assert result.returncode == 0, result.stderr
-        text = (tmp_path / "task-definition.json").read_text()
-        assert not re.findall(r"__[A-Z_]+__", text)
-        (container,) = json.loads(text)["containerDefinitions"]
-        variables = {item["name"]: item["value"] for item in container["environment"]}
-        assert variables["ENVIRONMENT"] == environment
-        secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
-        if postgres(service):
-            assert variables["DATABASE_URL"] == env["DATABASE_URL"]
-            assert secrets["DATABASE_PASSWORD"] == f"{env['DATABASE_SECRET_ARN']}:password::"
-
-
 # pre-commit's configuration (tests/test_pre_commit.py runs it).
 
 
@@ -808,63 +860,14 @@ def test_pre_commit_hooks_are_all_local_and_run_the_locked_tools(service: Genera
         assert hook["language"] in {"system", "pygrep", "fail"}, hook["id"]
 
 
-# template-update.yml
+# template-update.yml, run against a real `copier update`.
 
 
 def test_template_update_runs_weekly_and_on_demand(service: GeneratedService) -> None:
     document = workflow(service, "template-update.yml")
     assert set(document["on"]) == {"schedule", "workflow_dispatch"}
     assert len(document["on"]["schedule"]) == 1
-    job = document["jobs"]["update"]
-    assert job["env"]["COPIER_VERSION"] == "9.19.1"
-    check = step_named(job, "Check for a newer template version")
-    assert "copier check-update --output-format json" in check["run"]
-    assert check["env"]["TEMPLATE_REPO_TOKEN"] == "${{ secrets.TEMPLATE_REPO_TOKEN }}"
-    update = step_named(job, "Update from the template")
-    assert "copier update --trust --defaults --conflict inline" in update["run"]
-    pull_request = step_named(job, "Open a pull request")
-    assert "gh pr create" in pull_request["run"]
-    assert "template-conflicts" in pull_request["run"]
-    assert pull_request["env"]["GH_TOKEN"] == "${{ secrets.TEMPLATE_UPDATE_TOKEN || github.token }}"
-
-
-class WorkflowStep:
-    """Runs one step's `run:` script as GitHub's runner would (bash -eo pipefail), with its
-    `env:` (expressions replaced from a table: an unknown one fails the test); returns what the
-    step wrote to $GITHUB_OUTPUT."""
-
-    def __init__(self, job: dict[str, Any], name: str, expressions: dict[str, str]) -> None:
-        self.step = step_named(job, name)
-        self.job = job
-        self.expressions = expressions
-
-    def resolve(self, value: object) -> str:
-        text = str(value)
-        for expression in re.findall(r"\$\{\{\s*(.*?)\s*\}\}", text):
-            assert expression in self.expressions, f"no value for ${{{{ {expression} }}}}"
-            text = re.sub(
-                r"\$\{\{\s*" + re.escape(expression) + r"\s*\}\}",
-                self.expressions[expression],
-                text,
-            )
-        return text
-
-    def __call__(self, cwd: Path, runner_temp: Path, path: str) -> dict[str, str]:
-        output = runner_temp / f"output-{len(list(runner_temp.glob('output-*')))}"
-        output.touch()
-        env = tool_env(
-            {
-                "PATH": path,
-                "RUNNER_TEMP": str(runner_temp),
-                "GITHUB_OUTPUT": str(output),
-                "GITHUB_REPOSITORY": "example/service",
-                **{key: self.resolve(value) for key, value in self.job.get("env", {}).items()},
-                **{key: self.resolve(value) for key, value in self.step.get("env", {}).items()},
-            }
-        )
-        result = run_step_script(self.step["run"], cwd=cwd, env=env)
-        assert result.returncode == 0, f"{self.step['name']}:\n{result.stdout}\n{result.stderr}"
-        return dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
+    assert document["jobs"]["update"]["env"]["COPIER_VERSION"] == "9.19.1"
 
 
 @dataclass(frozen=True)
@@ -876,8 +879,8 @@ class UpdateScenario:
     """The service's repository, as GitHub holds it (bare)."""
     project: Path
     """The workflow's checkout of `origin`, its answers pointing at `template`."""
-    bin: Path
-    """Fake `uvx` and `gh`, first on the workflow's PATH."""
+    fakes: FakeCommands
+    """Fake `gh` and `aws`; `uvx` runs the copier installed here."""
     next_tag: str
     """The tag of the template's next patch release."""
 
@@ -886,7 +889,7 @@ class UpdateScenario:
 def update_scenario(
     tmp_path: Path, services: ServiceCache, template_repo: Path, template_version: str
 ) -> UpdateScenario:
-    """A clone of a generated service, a newer template release next to it, and fake `uvx`/`gh`."""
+    """A clone of a generated service, a newer template release next to it, and fake commands."""
     generated = services.get()
     template = tmp_path / "template"
     git("clone", "--quiet", str(template_repo), str(template), cwd=tmp_path)
@@ -899,67 +902,43 @@ def update_scenario(
     answers_file.write_text(answers)
     git("commit", "--quiet", "-am", "Use the template clone", cwd=project)
     git("push", "--quiet", "origin", "HEAD", cwd=project)
-    major, minor, patch = map(int, template_version.lstrip("v").split("."))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    fakes = FakeCommands(tmp_path / "fakes", ("gh", "aws"))
+    fakes.answer(r"^gh api ", exit_code=1)  # no such branch
+    fakes.answer(r"^aws codeartifact get-authorization-token", TOKEN)
     # uvx --from copier==X copier ...: the copier installed here (the same version).
-    (bin_dir / "uvx").write_text(
+    (fakes.bin / "uvx").write_text(
         f'#!/bin/sh\n[ "$1" = --from ] && shift 2\nshift\nexec "{sys.executable}" -m copier "$@"\n'
     )
-    (bin_dir / "gh").write_text(
-        f'#!/bin/sh\necho "$@" >> "{tmp_path}/gh.log"\n'
-        'case "$1" in api) exit 1 ;; esac\nexit 0\n'  # api: "no such branch"
-    )
-    for script in bin_dir.iterdir():
-        script.chmod(0o755)
-    (tmp_path / "runner").mkdir()
+    (fakes.bin / "uvx").chmod(0o755)
+    major, minor, patch = map(int, template_version.lstrip("v").split("."))
     return UpdateScenario(
         tmp=tmp_path,
         template=template,
         origin=origin,
         project=project,
-        bin=bin_dir,
+        fakes=fakes,
         next_tag=f"v{major}.{minor}.{patch + 1}",
     )
 
 
-def run_update_workflow(scenario: UpdateScenario) -> tuple[dict[str, str], dict[str, str]]:
-    project = scenario.project
-    job = load_workflow(project / ".github" / "workflows" / "template-update.yml")["jobs"]["update"]
-    path = f"{scenario.bin}:{tool_env()['PATH']}"
-    runner = scenario.tmp / "runner"
-    expressions = {
-        "secrets.TEMPLATE_REPO_TOKEN": "",
-        "github.event.repository.default_branch": "main",
-    }
-    check = WorkflowStep(job, "Check for a newer template version", expressions)(
-        project, runner, path
+def run_update_workflow(scenario: UpdateScenario) -> JobResult:
+    runner = WorkflowRunner(
+        scenario.project,
+        scenario.fakes,
+        emulated_actions(),
+        github={
+            "sha": COMMIT,
+            "ref": "refs/heads/main",
+            "event_name": "schedule",
+            "repository": "example/service",
+            "run_id": "4242",
+            "token": "ghs_the_workflow_token",
+            "event": {"repository": {"default_branch": "main"}},
+        },
     )
-    if check["available"] != "true":
-        return check, {}
-    expressions |= {f"steps.check.outputs.{key}": value for key, value in check.items()}
-    branch = WorkflowStep(
-        job,
-        "Look for an open update",
-        {
-            **expressions,
-            "secrets.TEMPLATE_UPDATE_TOKEN || github.token": "fake-token",
-        },
-    )(project, runner, path)
-    assert branch["exists"] == "false"
-    update = WorkflowStep(job, "Update from the template", expressions)(project, runner, path)
-    WorkflowStep(
-        job,
-        "Open a pull request",
-        {
-            **expressions,
-            "secrets.TEMPLATE_UPDATE_TOKEN || github.token": "fake-token",
-            "secrets.TEMPLATE_UPDATE_TOKEN != ''": "true",
-            "steps.branch.outputs.name": branch["name"],
-            **{f"steps.update.outputs.{key}": value for key, value in update.items()},
-        },
-    )(project, runner, path)
-    return check, update
+    job = runner.run("template-update.yml")["update"]
+    assert job.result == "success", job.log
+    return job
 
 
 def release_template(template: Path, tag: str, change: str) -> None:
@@ -972,9 +951,9 @@ def release_template(template: Path, tag: str, change: str) -> None:
 def test_template_update_workflow_does_nothing_when_current(
     update_scenario: UpdateScenario,
 ) -> None:
-    check, update = run_update_workflow(update_scenario)
-    assert check["available"] == "false"
-    assert update == {}
+    run_update_workflow(update_scenario)
+    assert not update_scenario.fakes.calls(r"^gh pr |^aws ")
+    assert git("branch", "--list", cwd=update_scenario.origin).split() == ["*", "main"]
 
 
 @pytest.mark.xdist_group("defaults")
@@ -983,15 +962,15 @@ def test_template_update_workflow_opens_a_clean_pull_request(
 ) -> None:
     tag = update_scenario.next_tag
     release_template(update_scenario.template, tag, "docs/")
-    check, update = run_update_workflow(update_scenario)
-    assert check["latest"] == tag.lstrip("v")
-    assert update["conflicts"] == "false"
+    run_update_workflow(update_scenario)
     branch = f"template-update/{tag.lstrip('v')}"
     pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario.origin)
     assert "tests/\ndocs/\n" in pushed
-    log = (update_scenario.tmp / "gh.log").read_text()
-    assert f"pr create --base main --head {branch}" in log
-    assert "template-conflicts" not in log
+    (pull_request,) = update_scenario.fakes.calls(r"^gh pr create")
+    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
+    assert "--label" not in pull_request.args
+    assert "applied cleanly" in pull_request.args[-1]
+    assert not update_scenario.fakes.calls(r"^gh label")
 
 
 @pytest.mark.xdist_group("defaults")
@@ -1003,16 +982,13 @@ def test_template_update_workflow_labels_conflicts(update_scenario: UpdateScenar
     git("commit", "--quiet", "-am", "Keep notes out of the image", cwd=project)
     git("push", "--quiet", "origin", "HEAD", cwd=project)
     release_template(update_scenario.template, tag, "docs/")
-    _, update = run_update_workflow(update_scenario)
-    assert update["conflicts"] == "true"
-    assert (update_scenario.tmp / "runner" / "conflicts.txt").read_text() == ".dockerignore\n"
+    job = run_update_workflow(update_scenario)
     branch = f"template-update/{tag.lstrip('v')}"
     pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario.origin)
     assert "<<<<<<< " in pushed
     assert ">>>>>>> " in pushed
-    log = (update_scenario.tmp / "gh.log").read_text()
-    assert "label create template-conflicts" in log
-    assert re.search(
-        rf"pr create --base main --head {re.escape(branch)} .*--label template-conflicts", log
-    )
+    assert update_scenario.fakes.calls(r"^gh label create template-conflicts ")
+    (pull_request,) = update_scenario.fakes.calls(r"^gh pr create")
+    assert pull_request.args[6:8] == ["--label", "template-conflicts"]
+    assert "- `.dockerignore`" in pull_request.args[-1], job.log
     assert "notes/" in git("show", "main:.dockerignore", cwd=update_scenario.origin)
