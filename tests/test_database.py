@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -302,12 +302,15 @@ def frozen(cluster: Cluster) -> Iterator[None]:
     paused: list[int] = []
     try:
         for pid in cluster_processes(cluster):
-            os.kill(pid, signal.SIGSTOP)
-            paused.append(pid)
+            # A backend may end meanwhile: one of a connection the service closed.
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                paused.append(pid)
         yield
     finally:
-        for pid in paused:
-            os.kill(pid, signal.SIGCONT)
+        for pid in reversed(paused):  # the postmaster last: it reaps the backends that ended
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def test_a_frozen_database_answers_503_in_time_and_the_service_recovers(
