@@ -1,20 +1,25 @@
 """The `database: postgres` option: the generated service on a real PostgreSQL, never a stand-in.
 
 The server is the `database_url` fixture's (TEST_DATABASE_URL, or a throwaway cluster). The outage
-test starts a cluster of its own, which it stops and starts again under the running service; so does
-the test that counts the databases the service's own tests leave behind. These
-tests need PostgreSQL: without it they fail, saying what to install, and never skip.
+tests start a cluster of their own, which they stop and start again, or pause and resume, under
+the running service; so does the test that counts the databases the service's own tests leave
+behind. These tests need PostgreSQL: without it they fail, saying what to install, and never skip.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from tests.services import GeneratedService, ServiceCache
 from tests.tools import require_tool, run_step_script
 
 POSTGRES = {"database": "postgres"}
+logger = logging.getLogger(__name__)
 JSONAPI = "application/vnd.api+json"
 pytestmark = pytest.mark.xdist_group("postgres")  # one worker generates and installs the variant
 
@@ -114,20 +120,20 @@ def test_the_migrations_can_be_written_out_as_sql(service: GeneratedService) -> 
 @pytest.mark.parametrize(
     ("database_env", "message"),
     [
-        ({}, "DATABASE_URL is not set, and ENVIRONMENT=production needs the URL of its database"),
+        ({}, "DATABASE_URL is the development database, and ENVIRONMENT=production needs the URL"),
         (
             {"DATABASE_URL": "mysql://app:hunter2-secret@db.internal/orders"},
-            "DATABASE_URL must start with postgresql:// (not mysql://)",
+            "URL scheme should be 'postgresql', 'postgres' or 'postgresql+psycopg'",
         ),
         (
             {
-                "DATABASE_URL": "postgresql://app@db.internal:5432",
+                "DATABASE_URL": "postgresql://app:hunter2-secret@db.internal:5432/orders",
                 "DATABASE_PASSWORD": "hunter2-secret",
             },
-            "DATABASE_URL names no database",
+            "DATABASE_URL has a password and DATABASE_PASSWORD is set: keep one",
         ),
     ],
-    ids=["missing", "not-postgres", "no-database"],
+    ids=["development", "not-postgres", "two-passwords"],
 )
 def test_production_refuses_to_start_without_a_usable_database_url(
     service: GeneratedService, database_env: dict[str, str], message: str
@@ -194,6 +200,21 @@ def call(
         return 0, "", ""
 
 
+SPROCKET = {"data": {"type": "widgets", "attributes": {"name": "Sprocket"}}}
+
+
+def migrated_database(service: GeneratedService, cluster: Cluster) -> str:
+    """The URL of a new database on the cluster, migrated to head."""
+    psql(cluster.url, "CREATE DATABASE service")
+    url = url_for_database(cluster.url, "service")
+    alembic(service, url, "upgrade", "head")
+    return url
+
+
+def caller_headers(service: GeneratedService) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service.account_token()}", "Content-Type": JSONAPI}
+
+
 def assert_unavailable(status: int, content_type: str, body: str) -> None:
     assert (status, content_type) == (503, JSONAPI), body
     document = json.loads(body)
@@ -205,20 +226,17 @@ def assert_unavailable(status: int, content_type: str, body: str) -> None:
 def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
     service: GeneratedService, cluster: Cluster, tmp_path: Path
 ) -> None:
-    psql(cluster.url, "CREATE DATABASE outage")
-    url = url_for_database(cluster.url, "outage")
-    alembic(service, url, "upgrade", "head")
-    headers = {"Authorization": f"Bearer {service.account_token()}", "Content-Type": JSONAPI}
-    sprocket = {"data": {"type": "widgets", "attributes": {"name": "Sprocket"}}}
+    url = migrated_database(service, cluster)
+    headers = caller_headers(service)
     with serve(service, tmp_path / "service.log", DATABASE_URL=url) as (base_url, process):
-        status, _, body = call(f"{base_url}/v1/widgets", headers, sprocket)
+        status, _, body = call(f"{base_url}/v1/widgets", headers, SPROCKET)
         assert status == 201, body
         assert call(f"{base_url}/readyz")[0] == 200
 
         cluster.stop()
         assert_unavailable(*call(f"{base_url}/readyz"))
         assert_unavailable(*call(f"{base_url}/v1/widgets", headers))
-        assert_unavailable(*call(f"{base_url}/v1/widgets", headers, sprocket))
+        assert_unavailable(*call(f"{base_url}/v1/widgets", headers, SPROCKET))
         assert call(f"{base_url}/livez")[0] == 200  # alive: the orchestrator restarts nothing
 
         cluster.start()
@@ -229,6 +247,125 @@ def test_an_outage_answers_503_and_the_service_recovers_without_a_restart(
         status, content_type, body = call(f"{base_url}/v1/widgets", headers)
         assert (status, content_type) == (200, JSONAPI), body
         assert [widget["attributes"]["name"] for widget in json.loads(body)["data"]] == ["Sprocket"]
+        assert process.poll() is None  # the same process throughout
+
+
+# The frozen database: the server's kernel accepts connections, but no process answers.
+
+MARGIN_SECONDS = 2.0
+"""What a request may take beyond the deadline the settings state: the loaded machine's share."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    """Named in lower case."""
+    body: str
+    seconds: float
+
+
+def timed_get(url: str, headers: dict[str, str] | None = None) -> Answer:
+    """A GET, and how long its answer took; status 0 when none came within 30 s."""
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            status, answer_headers, body = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, answer_headers, body = error.code, error.headers, error.read()
+    except OSError:
+        return Answer(0, {}, "", time.monotonic() - started)
+    named = {name.lower(): value for name, value in answer_headers.items()}
+    return Answer(status, named, body.decode(), time.monotonic() - started)
+
+
+def cluster_processes(cluster: Cluster) -> list[int]:
+    """The postmaster, then every process it started (the backends and the server's workers)."""
+    postmaster = int((cluster.base / "data" / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (command) state parent-pid ...: the command may hold spaces and parentheses.
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+        if parent == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+@contextmanager
+def frozen(cluster: Cluster) -> Iterator[None]:
+    """Every process of the cluster paused (SIGSTOP), as a network partition or a stuck failover
+    looks to the service; always resumed (SIGCONT), whatever the test did meanwhile."""
+    paused: list[int] = []
+    try:
+        for pid in cluster_processes(cluster):
+            # A backend may end meanwhile: one of a connection the service closed.
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                paused.append(pid)
+        yield
+    finally:
+        for pid in reversed(paused):  # the postmaster last: it reaps the backends that ended
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frozen_database_answers_503_in_time_and_the_service_recovers(
+    service: GeneratedService, cluster: Cluster, tmp_path: Path
+) -> None:
+    url = migrated_database(service, cluster)
+    headers = caller_headers(service)
+    bounds = (
+        f"from {service.package_name}.settings import Settings\n"
+        f"from {service.package_name}.db.engine import READINESS_TIMEOUT_SECONDS\n"
+        "print(Settings(_env_file=None).database_timeout, READINESS_TIMEOUT_SECONDS)"
+    )
+    deadline, readiness_deadline = map(
+        float, service.run("uv", "run", "--locked", "python", "-c", bounds).stdout.split()
+    )
+    with serve(service, tmp_path / "service.log", DATABASE_URL=url) as (base_url, process):
+        status, _, body = call(f"{base_url}/v1/widgets", headers, SPROCKET)
+        assert status == 201, body
+        widget_url = f"{base_url}/v1/widgets/{json.loads(body)['data']['id']}"
+        readyz_url = f"{base_url}/readyz"
+        urls = [f"{base_url}/v1/widgets", widget_url] * 10
+        with ThreadPoolExecutor(len(urls)) as requests:
+            # Concurrent requests leave several connections in the pool, as traffic does.
+            warm = requests.map(lambda url: timed_get(url, headers), urls)
+            assert {answer.status for answer in warm} == {200}
+
+            with frozen(cluster):
+                answers = list(requests.map(lambda url: timed_get(url, headers), urls))
+                readiness = timed_get(readyz_url)
+                liveness = timed_get(f"{base_url}/livez")
+
+        logger.info(
+            "frozen database, DATABASE_TIMEOUT=%s s: %d concurrent requests answered in %s s; "
+            "/readyz in %.2f s (its timeout %s s)",
+            deadline,
+            len(answers),
+            sorted(round(answer.seconds, 2) for answer in answers),
+            readiness.seconds,
+            readiness_deadline,
+        )
+        for answer in [*answers, readiness]:
+            assert_unavailable(answer.status, answer.headers.get("content-type", ""), answer.body)
+        for answer in answers:
+            assert answer.headers["retry-after"].isdigit()
+            assert answer.seconds <= deadline + MARGIN_SECONDS, answer
+        assert readiness.seconds <= readiness_deadline + MARGIN_SECONDS, readiness
+        assert liveness.status == 200  # alive: the orchestrator restarts nothing
+
+        give_up = time.monotonic() + 15
+        while (ready := timed_get(readyz_url)).status != 200 and time.monotonic() < give_up:
+            time.sleep(0.2)
+        assert ready.status == 200, ready
+        recovered = timed_get(widget_url, headers)
+        assert recovered.status == 200, recovered
+        assert json.loads(recovered.body)["data"]["attributes"]["name"] == "Sprocket"
         assert process.poll() is None  # the same process throughout
 
 
