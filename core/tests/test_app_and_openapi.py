@@ -3,17 +3,20 @@
 from importlib import metadata
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import smplcore
-from smplcore import JSONAPI_MEDIA_TYPE, CoreSettings, install_core
-from smplcore.app import SETTINGS_STATE_KEY
+from smplcore import JSONAPI_MEDIA_TYPE, AccessPolicy, CoreSettings, install_core
 from smplcore.auth import VERIFIER_STATE_KEY, TokenVerifier
 from smplcore.catalog import CATALOG_STATE_KEY
+from smplcore.testing import make_account_token
 
 
 def test_install_core_stores_its_state(app: FastAPI, settings: CoreSettings) -> None:
+    with pytest.warns(DeprecationWarning, match="SETTINGS_STATE_KEY"):
+        from smplcore.app import SETTINGS_STATE_KEY
     assert getattr(app.state, SETTINGS_STATE_KEY) is settings
     assert isinstance(getattr(app.state, VERIFIER_STATE_KEY), TokenVerifier)
     assert getattr(app.state, CATALOG_STATE_KEY) is smplcore.DEFAULT_CATALOG
@@ -28,7 +31,7 @@ def test_dependencies_need_install_core(settings: CoreSettings) -> None:
         return {"meta": {"account": account.account_id}}
 
     with TestClient(app, raise_server_exceptions=False) as client:
-        token = smplcore.make_account_token(settings, account_id="a")
+        token = make_account_token(settings, account_id="a")
         response = client.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 500
 
@@ -52,7 +55,7 @@ def test_openapi_declares_jsonapi_bodies_and_errors(client: TestClient) -> None:
 
 def test_install_core_without_openapi(settings: CoreSettings) -> None:
     app = FastAPI(openapi_url=None)
-    install_core(app, settings)
+    install_core(app, settings, access=AccessPolicy(public_paths={"/x", "/openapi.json"}))
 
     @app.get("/x")
     async def x() -> dict[str, Any]:

@@ -124,7 +124,8 @@ def test_sync_page_params(
     status: int,
     expected: Any,
 ) -> None:
-    body = check(client.get(f"/sync-page{query}"), status)
+    with pytest.warns(DeprecationWarning, match="PageDep"):
+        body = check(client.get(f"/sync-page{query}"), status)
     if status == 200:
         assert body["meta"] == expected
     else:
@@ -275,10 +276,10 @@ def test_header_and_path_parameter_errors(
 
     from fastapi import Header
 
-    from smplcore import install_core
+    from smplcore import AccessPolicy, install_core
 
     app = FastAPI()
-    install_core(app, settings)
+    install_core(app, settings, access=AccessPolicy(public_paths={"/items/abc", "/items/1"}))
 
     @app.get("/items/{item_id}")
     async def item(item_id: int, x_tenant: Annotated[int, Header()] = 0) -> dict[str, Any]:
