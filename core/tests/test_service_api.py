@@ -214,6 +214,23 @@ def test_unknown_route_and_wrong_method(
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/v1/widgets", "GET, POST"), ("/v1/widgets/1", "DELETE, GET, PATCH")],
+)
+def test_405_allows_every_method_the_path_accepts(
+    client: TestClient,
+    auth_headers: Callable[..., dict[str, str]],
+    check: Callable[..., dict[str, Any]],
+    path: str,
+    allowed: str,
+) -> None:
+    """FastAPI declares one route per method; Starlette's 405 names only the first's."""
+    response = client.put(path, json={}, headers=auth_headers())
+    check(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 def test_smplkit_error_from_a_route(
     client: TestClient, check: Callable[..., dict[str, Any]]
 ) -> None:

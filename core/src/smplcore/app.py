@@ -8,7 +8,6 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from smplcore.auth import (
     VERIFIER_STATE_KEY,
@@ -18,7 +17,7 @@ from smplcore.auth import (
     internal_caller,
 )
 from smplcore.catalog import CATALOG_STATE_KEY, DEFAULT_CATALOG, Catalog, required_feature
-from smplcore.errors import install_error_handlers
+from smplcore.errors import api_routes, install_error_handlers
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
 from smplcore.logging import configure_logging
 from smplcore.middleware import RequestContextMiddleware
@@ -174,9 +173,7 @@ def jsonapi_openapi(
     return schema
 
 
-def _describe_responses(
-    operation: dict[str, Any], route: APIRoute | None, token: str | None
-) -> None:
+def _describe_responses(operation: dict[str, Any], route: Any, token: str | None) -> None:
     _rename_json(operation.get("requestBody", {}).get("content"))
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status, description in _errors_answered(operation, route, token).items():
@@ -189,9 +186,7 @@ def _describe_responses(
             _rename_json(response.get("content"))
 
 
-def _errors_answered(
-    operation: dict[str, Any], route: APIRoute | None, token: str | None
-) -> dict[str, str]:
+def _errors_answered(operation: dict[str, Any], route: Any, token: str | None) -> dict[str, str]:
     """The error responses the core adds to an operation, by status."""
     responses = operation.get("responses", {})
     errors = {"422": "Validation Error"} if "422" in responses else {}
@@ -216,11 +211,12 @@ def _errors_answered(
     }
 
 
-def _routes_by_operation(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
+def _routes_by_operation(app: FastAPI) -> dict[tuple[str, str], Any]:
+    """The routes with dependencies (FastAPI's), by OpenAPI path and method."""
     return {
         (route.path_format, method): route
-        for route in app.routes
-        if isinstance(route, APIRoute)
+        for route in api_routes(app)
+        if getattr(route, "dependant", None) is not None
         for method in route.methods or ()
     }
 
@@ -231,7 +227,7 @@ def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependencies(dependency)
 
 
-def _token_needed(path: str, route: APIRoute, access: AccessPolicy | None) -> str | None:
+def _token_needed(path: str, route: Any, access: AccessPolicy | None) -> str | None:
     """The security scheme of the token a route needs, if any."""
     if access is not None:
         if access.is_public(path):

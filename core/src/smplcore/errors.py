@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 __all__ = [
     "BadRequestError",
@@ -289,16 +290,24 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route accepts at the request's path, sorted.
 
-    Starlette's 405 names only the methods of the first route that matched the path, while
-    FastAPI declares one route per method.
+    A 405 from the router names only the methods of the first route that matched the path,
+    while FastAPI declares one route per method.
     """
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches({**request.scope, "type": "http"})
-            if match is not Match.NONE:
-                methods |= route.methods
+    for route in api_routes(request.app):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
     return sorted(methods)
+
+
+def api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every route of ``app``, with those of included routers (which FastAPI 0.165 keeps
+    nested: ``fastapi.routing.iter_route_contexts`` lists them)."""
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:
+        return iter(app.routes)
+    return cast("Iterator[Any]", iter_route_contexts(app.routes))
 
 
 async def _handle_unexpected(_request: Request, exc: Exception) -> Response:
