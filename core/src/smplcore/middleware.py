@@ -25,12 +25,13 @@ from smplcore.errors import (
     error_document,
 )
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
+from smplcore.logging import log_request
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_request_logger = logging.getLogger("smplcore.request")
+_exception_logger = logging.getLogger("smplcore.request")
 
 
 class RequestContextMiddleware:
@@ -104,7 +105,7 @@ class RequestContextMiddleware:
             else:
                 await self.app(scope, receive, send_with_context)
         except Exception:
-            _request_logger.exception(
+            _exception_logger.exception(
                 "unhandled exception while handling %s %s", scope["method"], path
             )
             if status:  # the response has started: too late for a 500 of ours
@@ -112,16 +113,13 @@ class RequestContextMiddleware:
             await _send_error(send_with_context, InternalServerError(GENERIC_500_DETAIL))
         finally:
             status = status or 500
-            _request_logger.log(
-                logging.ERROR if status >= 500 else logging.INFO,
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                },
-            )
+            fields = {
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+            }
+            log_request(fields, error=status >= 500)
             request_context.reset(token)
 
     def _authentication_refusal(
