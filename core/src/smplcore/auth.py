@@ -300,7 +300,10 @@ class TokenVerifier:
             raise self._unauthorized("Authentication is required", error=None)
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not _TOKEN68.fullmatch(token):
+        # A cached token was well formed: skipping the regular expression for it saves 8k
+        # instructions per request, 2 % of a bare request (bench core-costs, callgrind).
+        well_formed = token in self._verified or _TOKEN68.fullmatch(token)
+        if scheme.lower() != "bearer" or not well_formed:
             raise self._unauthorized(
                 "The Authorization header must be 'Bearer <token>'", error="invalid_request"
             )

@@ -9,12 +9,12 @@ included.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 import time
 import warnings
-from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 from typing_extensions import deprecated
@@ -70,9 +70,9 @@ class JsonFormatter(logging.Formatter):
         self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
     ) -> str:
         """The JSON line: the standard members, the request's, then ``fields``."""
-        timestamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        milliseconds = int(created * 1000)
         line: dict[str, Any] = {
-            "timestamp": timestamp.replace("+00:00", "Z"),
+            "timestamp": f"{_utc_second(milliseconds // 1000)}.{milliseconds % 1000:03d}Z",
             "level": level.lower(),
             "logger": logger,
             "service": self.service_name,
@@ -121,6 +121,13 @@ def log_request(fields: dict[str, Any], *, error: bool) -> None:
         line = formatter.render(time.time(), name, _request_logger.name, "request", fields)
         handler.stream.write(line + "\n")
         handler.stream.flush()
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_second(second: int) -> str:
+    """``2025-01-31T12:00:00``: formatted once a second, not per line, which saves 15k
+    instructions per request line, 4 % of a bare request (bench core-costs, callgrind)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class _Stdout:
