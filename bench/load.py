@@ -566,7 +566,7 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
                 [core for _, core in shared],
                 [base for base, _ in shared],
                 "bare FastAPI, same handler, at the same time",
-                "install_core with an AccessPolicy: every request's account token verified; "
+                "install_core as the service calls it, require_feature on the route; "
                 "the handler returns the same dict. The core's budget figure",
             )
         )
