@@ -19,7 +19,7 @@ from bench.bare_app import (
     ROUTE_DEPENDENCY_VARIABLE,
     WITH_CORE_VARIABLE,
 )
-from bench.counters import instructions_of, perf_works
+from bench.counters import instructions_of
 from bench.load import SERVICE_ENVIRONMENT
 from bench.stats import Figure, Report, Summary
 from bench.workspace import Workspace, service_modules
@@ -37,11 +37,6 @@ PAYLOADS = {
 
 def measure_core_costs(workspace: Workspace, report: Report) -> None:
     """Instructions per in-process GET for each variant, beside bare FastAPI's."""
-    if not perf_works():
-        raise RuntimeError(
-            "this section counts instructions with `perf stat`, which does not work here "
-            "(Debian: `apt-get install linux-perf`; some VMs and containers forbid it)"
-        )
     service = workspace.reference_service()
     package, core = service_modules(service)
     folder = workspace.fresh("core-costs")
