@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.core_costs import measure_core_costs
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
-from bench.load import measure_load
+from bench.load import measure_load, measure_postgres_load
 from bench.stats import NotMeasuredError, Report, render_json, render_markdown, render_text
 from bench.workspace import Options, Workspace
 from harness.commands import REPO_ROOT, run
@@ -37,6 +37,11 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
     ),
     "import": ("import time of the generated app", measure_imports),
     "load": ("req/s, latency and memory under load, against bare FastAPI", measure_load),
+    "load-postgres": (
+        "the `database: postgres` service on a local PostgreSQL under load, against bare FastAPI "
+        "and SQLAlchemy making the same queries",
+        measure_postgres_load,
+    ),
     "core-costs": (
         "instructions per request in-process: the core, the minimal request-logging layer "
         "and one FastAPI dependency",

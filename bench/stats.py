@@ -206,8 +206,6 @@ def budget_rows(report: Report) -> list[tuple[str, str, str, str]]:
         measured = (
             f"{format_number(number)} x" if on_ratio else f"{format_number(number)} {figure.unit}"
         )
-        if on_ratio and figure.baseline_name:
-            measured += f" {figure.baseline_name}"
         goal = format_target(figure.target, figure.unit)
         out.append((f"{figure.section}: {figure.name}", measured, goal, figure.verdict()))
     return out

@@ -103,7 +103,7 @@ def test_the_summary_puts_each_ratio_beside_its_goal() -> None:
     lines = [line for line in budgets if line.startswith("test: ")]
     assert len(lines) == 3  # the figure without a goal is not in the summary
     copy, update, get = lines
-    assert "2.00 x floor" in copy
+    assert "2.00 x" in copy
     assert "ratio <= 3.00 x" in copy
     assert copy.endswith("ok")
     assert "ratio <= 5.00 x" in update
