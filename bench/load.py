@@ -8,6 +8,11 @@ under it (bare_app.MinimalRequestLog), come from rounds that load bare FastAPI a
 at the same time on CPU 0. Requests carry a valid account token (minted from the service's own
 settings), and the request logs stay on (sent to /dev/null): their cost is part of the figures.
 Every wrk run is bounded by its duration; every wait by a timeout.
+
+The `database: postgres` variant (measure_postgres_load) runs on a local PostgreSQL the bench
+starts as the tests do (harness.postgres), migrated with the service's own Alembic, and takes turns
+with bench/bare_sql_app.py, bare FastAPI and SQLAlchemy making the same queries on the same
+database: the figures show what the template adds on top of the database.
 """
 
 from __future__ import annotations
