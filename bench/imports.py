@@ -138,7 +138,8 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
                 value=instructions["app"],
                 baseline_name='python -c "import fastapi"',
                 baseline=instructions["fastapi"],
-                note="user space, start-up included; steady on a busy machine",
+                target=IMPORT_TARGET,
+                note="user space, start-up included: the budget's steady figure on a busy machine",
             )
         )
     ours = {core: "ours: core/", package: "ours: template/"}
