@@ -100,8 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--service",
         type=Path,
-        help="for the import and load sections: an existing, `uv sync`ed service to measure "
-        "instead of one generated from the template (to try a change before making it)",
+        help="for the import, load and core-costs sections: an existing, `uv sync`ed service to "
+        "measure instead of the one generated from the template with the defaults (to try a "
+        "change before making it); the postgres variant is always generated",
     )
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})"
