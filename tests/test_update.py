@@ -531,4 +531,5 @@ def test_the_post_copy_task_runs_on_copy_only() -> None:
     tasks = config["_tasks"]
     assert isinstance(tasks, list)
     assert all(task["when"] == "{{ _copier_operation == 'copy' }}" for task in tasks)
-    assert config["_min_copier_version"] == "9.6.0"  # the first with _copier_operation
+    # 9.6.0 brought _copier_operation; 9.19.0 `ask: false`, which the platform settings use.
+    assert config["_min_copier_version"] == "9.19.0"
