@@ -506,7 +506,8 @@ def test_make_update_uses_the_copier_the_template_is_tested_with(
     assert pinned
     makefile = (render().path / "Makefile").read_text()
     assert f"COPIER_VERSION := {pinned.group(1)}\n" in makefile
-    assert "uvx --from copier==$(COPIER_VERSION) copier update --trust" in makefile
+    assert "COPIER := uvx --from copier==$(COPIER_VERSION) copier\n" in makefile
+    assert "$(COPIER) update --trust" in makefile
 
 
 def test_make_update_refuses_a_relative_template_path(
