@@ -117,10 +117,13 @@ def lock_dependencies() -> bool:
     return True
 
 
-def first_commit(paths: list[str]) -> None:
+def first_commit(stray: list[str]) -> None:
+    """Commit the service, less the files that were in the folder before the copy."""
     has_identity = quiet(["git", "config", "user.email"]).returncode == 0
     identity = [] if has_identity else FALLBACK_IDENTITY
-    quiet(["git", "add", "--", *paths])
+    quiet(["git", "add", "--all"])
+    if stray:
+        quiet(["git", "rm", "--cached", "--quiet", "--ignore-unmatch", "--", *stray])
     message = "Generate from the service template"
     result = quiet(["git", *identity, "commit", "--quiet", "--no-verify", "-m", message])
     if result.returncode != 0:
@@ -144,7 +147,7 @@ def warn_about_enclosing_repository(root: Path) -> None:
         f"the service is inside the git repository {root}, in {folder}/. GitHub runs only the "
         f"workflows of {root}/.github/workflows, never those of {folder}/.github/workflows: move "
         f"them there (with `working-directory: {folder}` on their steps), or generate the service "
-        "into a folder of its own, outside any repository. Review and commit it yourself."
+        "into a folder of its own, outside any repository; review and commit it yourself."
     )
 
 
@@ -161,10 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     root = top_level()
     if root is None:
         quiet(["git", "init", "--quiet", "--initial-branch=main"])
-        generated = generated_paths(answers, args.answers_file)
-        stray = stray_files(generated)
+        stray = stray_files(generated_paths(answers, args.answers_file))
         locked = lock_dependencies()
-        first_commit(sorted(generated | {"uv.lock"}) if locked else sorted(generated))
+        first_commit(stray)
         if stray:
             warn_about_stray_files(stray)
     else:

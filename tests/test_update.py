@@ -534,3 +534,28 @@ def test_the_post_copy_task_runs_on_copy_only() -> None:
     assert all(task["when"] == "{{ _copier_operation == 'copy' }}" for task in tasks)
     # 9.6.0 brought _copier_operation; 9.19.0 `ask: false`, which the platform settings use.
     assert config["_min_copier_version"] == "9.19.0"
+
+
+@edits
+def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
+    v1_service: Path, tmp_path: Path
+) -> None:
+    """`make reconfigure` re-renders the same release with a new answer (`--vcs-ref=:current:`);
+    run again with nothing new to change, it says so."""
+    service = clone_service(v1_service, tmp_path / "orders")
+    work = TeamWork(service)
+    work.append("src/orders/api.py", "# The payments team's routers go above.\n")  # team-owned
+    work.append("README.md", "\nThe payments team's on-call notes.\n")  # template-owned
+    work.commit()
+    generated = GeneratedService(service)
+    copier = f"COPIER={sys.executable} -m copier"  # the Copier `make` would fetch with uvx
+    generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert (answers["owner_team"], answers["_commit"]) == ("billing-core", "v1.0.0")
+    readme = (service / "README.md").read_text()
+    assert "Owned by **billing-core**" in readme
+    assert "The payments team's on-call notes." in readme
+    assert "routers go above" in (service / "src/orders/api.py").read_text()
+    work.commit("Reconfigure")
+    again = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    assert "Nothing changed." in again.stdout
