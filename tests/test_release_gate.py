@@ -8,6 +8,7 @@ from subprocess import CompletedProcess
 
 from harness.commands import REPO_ROOT, git, run
 from harness.template_repo import commit_all, current_version, snapshot
+from tests.tools import load_workflow
 
 GATE = REPO_ROOT / ".github" / "scripts" / "release_gate.py"
 
@@ -49,3 +50,17 @@ def test_the_gate_refuses_a_version_without_a_changelog_entry(tmp_path: Path) ->
     result = gate(repository, "v99.0.0")
     assert result.returncode != 0
     assert "CHANGELOG.md has no entry for v99.0.0" in result.stderr
+
+
+def test_the_release_workflow_withdraws_the_tag_of_a_failed_release() -> None:
+    release = load_workflow(REPO_ROOT / ".github" / "workflows" / "release.yml")
+    untag = release["jobs"]["untag"]
+    assert untag["needs"] == ["changelog", "ci"]
+    assert untag["if"] == "${{ failure() }}"
+    script = "\n".join(step.get("run", "") for step in untag["steps"])
+    assert 'gh api --method DELETE "repos/${GITHUB_REPOSITORY}/git/refs/tags/${TAG}"' in script
+
+
+def test_make_release_runs_the_gate_with_the_tag() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "python .github/scripts/release_gate.py --tag $(VERSION)" in makefile
