@@ -78,7 +78,7 @@ def generated_paths(answers: dict[str, Any], answers_file: str) -> set[str]:
         if not source.is_file() or "__pycache__" in source.parts:
             continue
         parts = [
-            environment.from_string(part).render(context)
+            environment.from_string(part).render(context) if "{" in part else part
             for part in source.relative_to(TEMPLATE_ROOT).parts
         ]
         if all(parts):

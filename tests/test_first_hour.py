@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.commands import tool_env
@@ -66,3 +68,20 @@ def test_make_format_formats_even_when_lint_errors_are_left(services: ServiceCac
         assert "x = [1, 2]\n" in scratch.read_text()
     finally:
         scratch.unlink()
+
+
+def test_make_db_names_what_to_install_without_the_compose_plugin(
+    render: Callable[..., GeneratedService], tmp_path: Path
+) -> None:
+    """A docker without the Compose plugin answers `unknown flag: --detach`: say what is missing."""
+    service = render(database="postgres")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\necho "docker: unknown command: docker $1" >&2\nexit 1\n')
+    docker.chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    result = service.run("make", "db", env={"PATH": path}, check=False)
+    assert result.returncode != 0
+    assert "make db needs Docker with its Compose plugin" in result.stdout
+    assert "docker-compose-plugin" in result.stdout

@@ -559,3 +559,27 @@ def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
     work.commit("Reconfigure")
     again = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
     assert "Nothing changed." in again.stdout
+
+
+def test_an_update_keeps_the_recorded_platform_settings(
+    inline: Updated, base_answers: dict[str, str]
+) -> None:
+    """Never asked, yet recorded: the service's own index survives an update, where a default
+    changed by the platform team (or a `when: false` question) would have replaced it."""
+    answers = yaml.safe_load(inline.text(".copier-answers.yml"))
+    assert answers["core_index_url"] == base_answers["core_index_url"]
+    assert answers["_commit"] == "v1.1.0"
+
+
+def test_the_loss_guard_reads_the_team_owned_list_instead_of_echoing_it() -> None:
+    """Copier prints each migration's command line: the list stays in copier.yml."""
+    migrations = copier_config()["_migrations"]
+    assert isinstance(migrations, list)
+    [guard] = [step for step in migrations if "version" not in step]
+    assert guard["command"][-1] == "keep-team-edits"
+    assert not any("team_owned_paths" in str(arg) for arg in guard["command"])
+    result = run(
+        [sys.executable, "-c", "import migrate; print(migrate.template_team_owned_paths())"],
+        env={"PYTHONPATH": str(REPO_ROOT / "hooks" / "migrations")},
+    )
+    assert result.stdout.strip() == str(owned("team_owned_paths"))
