@@ -87,7 +87,7 @@ def test_a_region_of_the_right_shape_is_accepted_without_a_list(
 def test_the_service_name_defaults_to_the_destination_folder(
     template_repo: Path, tmp_path: Path, base_answers: dict[str, str]
 ) -> None:
-    destination = tmp_path / "Billing_Events"
+    destination = tmp_path / "2024_Billing_Events"
     data = [arg for key, value in base_answers.items() for arg in ("--data", f"{key}={value}")]
     copier = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
     run([*copier, "--skip-tasks", *data, str(template_repo), str(destination)])

@@ -549,7 +549,10 @@ def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
     work.commit()
     generated = GeneratedService(service)
     copier = f"COPIER={sys.executable} -m copier"  # the Copier `make` would fetch with uvx
-    generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    result = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    # Copier itself says how to resolve what an update leaves, `make` or not.
+    assert "`git status` lists the files left to resolve" in " ".join(result.stderr.split())
+    assert " M README.md" in result.stdout  # what changed, listed
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert (answers["owner_team"], answers["_commit"]) == ("billing-core", "v1.0.0")
     readme = (service / "README.md").read_text()
