@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.commands import tool_env
 from harness.postgres import (
@@ -39,7 +38,6 @@ from harness.postgres import (
 )
 from harness.serve import serving
 from tests.services import GeneratedService, ServiceCache
-from tests.tools import require_tool, run_step_script
 
 POSTGRES = {"database": "postgres"}
 logger = logging.getLogger(__name__)
@@ -367,57 +365,3 @@ def test_a_frozen_database_answers_503_in_time_and_the_service_recovers(
         assert recovered.status == 200, recovered
         assert json.loads(recovered.body)["data"]["attributes"]["name"] == "Sprocket"
         assert process.poll() is None  # the same process throughout
-
-
-# The deploy: the task definition gets the database's address and its password's secret.
-
-
-def test_the_deploy_fills_the_task_definition_with_the_database(
-    render: Callable[..., GeneratedService], tmp_path: Path
-) -> None:
-    """The deploy job's own scripts, run with stand-ins for terraform and aws."""
-    jq = require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
-    service = render(**POSTGRES)
-    job = yaml.safe_load((service.path / ".github/workflows/ci.yml").read_text())["jobs"][
-        "deploy-staging"
-    ]
-    steps = {step.get("name"): step for step in job["steps"]}
-    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0f1e2d-AbCdEf"
-    outputs = {
-        "endpoint": {"value": "orders-staging.c9akciq32.us-east-1.rds.amazonaws.com"},
-        "port": {"value": 5432},
-        "database_name": {"value": "orders"},
-        "master_user_secret_arn": {"value": secret},
-    }
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fakes = {
-        "terraform": f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON",
-        "aws": f'echo "$@" > "{tmp_path}/aws-args"\necho orders_admin',
-    }
-    for name, script in fakes.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
-        (bin_dir / name).chmod(0o755)
-    github_env = tmp_path / "github-env"
-    env = {
-        "PATH": f"{bin_dir}:{Path(jq).parent}:/usr/bin:/bin",
-        "GITHUB_ENV": str(github_env),
-        "RUNNER_TEMP": str(tmp_path),
-        "DEPLOY_ENVIRONMENT": "staging",
-    }
-    for name in ("Read the database's address", "Fill in the environment"):
-        result = run_step_script(steps[name]["run"], cwd=service.path, env=env)
-        assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
-        env |= dict(line.split("=", 1) for line in github_env.read_text().splitlines())
-
-    assert "--db-instance-identifier orders-staging " in (tmp_path / "aws-args").read_text()
-    rendered = (tmp_path / "task-definition.json").read_text()
-    assert "__" not in rendered
-    (container,) = json.loads(rendered)["containerDefinitions"]
-    environment = {item["name"]: item["value"] for item in container["environment"]}
-    assert environment["DATABASE_URL"] == (
-        "postgresql://orders_admin@orders-staging.c9akciq32.us-east-1.rds.amazonaws.com:5432/orders"
-        "?sslmode=require"
-    )
-    secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
-    assert secrets["DATABASE_PASSWORD"] == f"{secret}:password::"

@@ -4,8 +4,7 @@ readers of the pipeline's files (workflows, the Dockerfile) that several test mo
 from __future__ import annotations
 
 import shutil
-import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,19 +61,3 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         pending = ""
         instructions.append((keyword.upper(), " ".join(rest.split())))
     return instructions
-
-
-def run_step_script(
-    script: str, *, cwd: Path, env: Mapping[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """A workflow step's `run:` script as GitHub's runners run it (`bash --noprofile --norc -eo
-    pipefail`), in exactly the environment given."""
-    return subprocess.run(  # noqa: S603 - a workflow step's own script
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-        cwd=cwd,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
