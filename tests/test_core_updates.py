@@ -71,7 +71,10 @@ def locked_core(service: GeneratedService) -> str:
 
 
 def make(service: GeneratedService, *args: str) -> tuple[int, str]:
-    result = service.run("make", "--no-print-directory", *args, check=False, timeout=900)
+    """`make` in the service, with CI's UV_LOCKED=1 (uv.lock used as it is, never updated)."""
+    result = service.run(
+        "make", "--no-print-directory", *args, env={"UV_LOCKED": "1"}, check=False, timeout=900
+    )
     return result.returncode, result.stdout + result.stderr
 
 

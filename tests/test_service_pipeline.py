@@ -457,6 +457,8 @@ def test_the_checks_install_from_the_lock_with_a_codeartifact_token_and_run_make
     assert "UV_INDEX_PRIVATE_PASSWORD" not in check.env
     assert check.env["RUFF_OUTPUT_FORMAT"] == "github"
     assert ("TEST_DATABASE_URL" in check.env) == postgres(service)
+    (core_latest,) = pipeline.calls(r"^make core-latest")
+    assert core_latest.env == install.env
     # One token per job that installs: checks, core-latest and image; fetched for the domain of
     # the answers.
     fetches = pipeline.calls(r"^aws codeartifact get-authorization-token")
