@@ -1,6 +1,7 @@
 """Every service on the newest core: `make core-latest`, `make core-bump`, `make core-rc` and the
 pre-release guard, on one generated service and a real local index holding several core releases;
-the bump and release workflows run against fake `gh` and `aws`; the core's API-diff check.
+the bump and release workflows run against fake `gh` and `aws`; the core's API-diff check (griffe)
+and the services' range against the core's major version.
 
 The service is generated while the index holds only 1.1.0 (so its uv.lock holds 1.1.0); then
 1.2.0, 1.3.0rc1 and 2.0.0 are published next to it. The tests run in the order written.
@@ -11,14 +12,17 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from harness.commands import REPO_ROOT, git, run, tool_env
-from harness.core_index import core_variant, publish_core_versions
+from harness.core_index import CORE_PROJECT, core_variant, publish_core_versions
 from harness.generate import copy
 from tests.services import GeneratedService, uv_python
 from tests.tools import dev_tool, load_workflow, require_tool
@@ -352,3 +356,15 @@ def test_the_release_tells_every_service_in_the_fleet_about_the_core(
         ]
         for service in ("example/orders", "example/billing-events")
     ]  # fmt: skip
+
+
+def test_the_services_range_admits_the_cores_major_version_only() -> None:
+    """copier.yml's `core_version` and the core's major version move together: a new service gets
+    the current core, and never the next major one before the template says it may."""
+    copier = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    accepted = SpecifierSet(copier["core_version"]["default"])
+    core = Version(
+        tomllib.loads((CORE_PROJECT / "pyproject.toml").read_text())["project"]["version"]
+    )
+    assert core in accepted, f"copier.yml's core_version {accepted} refuses the core {core}"
+    assert Version(f"{core.major + 1}.0.0") not in accepted
