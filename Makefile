@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Bytecode caches make every later Python start-up (copier, pytest, services) several times faster.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench release clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -35,6 +35,12 @@ lint: .venv/synced
 ## bench: benchmarks against their baselines; results in bench/results/
 bench: .venv/synced
 	$(UV) run --locked python -m bench
+
+## release: tag VERSION (vX.Y.Z) once every variant the template renders passes its own `make check`
+release: .venv/synced
+	@test -n "$(VERSION)" || { echo "Name the version: make release VERSION=vX.Y.Z"; exit 2; }
+	PYTHONPATH=. $(UV) run --locked python .github/scripts/release_gate.py --tag $(VERSION)
+	@echo "Then push the tag, which starts the release workflow: git push origin $(VERSION)"
 
 clean:
 	rm -rf .tools .venv .demo bench/results

@@ -20,7 +20,6 @@ import random
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI
@@ -28,14 +27,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
-"""`<service package>:<core module>`: wire the core around the same handlers (install_core with the
-service's settings and an AccessPolicy, so every request's account token is verified). The core's
+"""`<service package>:<core module>`: wire the core around the same handlers exactly as a generated
+service runs it: install_core as the service's app.py calls it (the middleware verifies every
+request's account token; the probes are public) and `require_feature` on every route. The core's
 own figure."""
 MINIMAL_LAYER_VARIABLE = "BENCH_MINIMAL_LAYER"
 """`1`: wrap the same handlers in MinimalRequestLog instead: the floor under the core's figure."""
 ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
-"""`noop` (an async dependency that does nothing) or `account` (the core's `current_account`) on
-every route: what one FastAPI dependency costs, measured by bench/core_costs.py."""
+"""`noop`: an async dependency that does nothing on every route of the bare app, FastAPI's own
+price for one dependency, measured by bench/core_costs.py."""
+SERVICE_PUBLIC_PATHS = frozenset({"/livez", "/readyz"})
+"""The paths the generated service's app.py declares public: its probes."""
+SERVICE_FEATURE = "widgets"
+"""The feature the generated service's widget routes require."""
 
 
 def create_app() -> FastAPI:
@@ -46,12 +50,15 @@ def create_app() -> FastAPI:
     created: dict[str, Any] = payloads["created"]
     collection: str = payloads["collection"]
     app = FastAPI()
-    core = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    dependencies = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
     if os.environ.get(MINIMAL_LAYER_VARIABLE):
-        if core is not None:
+        if dependencies:
             raise ValueError(f"{MINIMAL_LAYER_VARIABLE} measures a layer instead of the core")
         app.add_middleware(MinimalRequestLog)
-    dependencies = _route_dependencies(os.environ.get(ROUTE_DEPENDENCY_VARIABLE), core)
+    if os.environ.get(ROUTE_DEPENDENCY_VARIABLE):
+        if dependencies:
+            raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE} measures a dependency on the bare app")
+        dependencies = _route_dependencies(os.environ[ROUTE_DEPENDENCY_VARIABLE])
 
     @app.get(collection + "/{widget_id}", dependencies=dependencies)
     async def get_widget(widget_id: str) -> dict[str, Any]:  # noqa: ARG001 - routing only
@@ -69,30 +76,27 @@ def create_app() -> FastAPI:
     return app
 
 
-def _with_core(app: FastAPI, modules: str | None) -> ModuleType | None:
-    """Install the core on `app` when asked, secure by default: every route needs a token."""
+def _with_core(app: FastAPI, modules: str | None) -> list[Any]:
+    """Install the core on `app` as a generated service does, when asked; the dependencies its
+    routes declare (none without the core)."""
     if not modules:
-        return None
+        return []
     package, core = modules.split(":")
     settings = importlib.import_module(f"{package}.settings").get_settings()
     core_module = importlib.import_module(core)
-    core_module.install_core(app, settings.core_settings(), access=core_module.AccessPolicy())
-    return core_module
+    access = core_module.AccessPolicy(public_paths=SERVICE_PUBLIC_PATHS)
+    core_module.install_core(app, settings.core_settings(), access=access)
+    return [Depends(core_module.require_feature(SERVICE_FEATURE))]
 
 
 async def _nothing() -> None:
     """A dependency that does nothing: FastAPI's own price for resolving one."""
 
 
-def _route_dependencies(kind: str | None, core: ModuleType | None) -> list[Any]:
-    """The dependencies every route declares: none, unless ROUTE_DEPENDENCY_VARIABLE asks."""
-    if kind is None:
-        return []
+def _route_dependencies(kind: str) -> list[Any]:
     if kind == "noop":
         return [Depends(_nothing)]
-    if kind == "account" and core is not None:
-        return [Depends(core.current_account)]
-    raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE}={kind!r}: use noop, or account with the core")
+    raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE}={kind!r}: use noop")
 
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")

@@ -19,14 +19,17 @@ from bench.bare_app import (
     ROUTE_DEPENDENCY_VARIABLE,
     WITH_CORE_VARIABLE,
 )
-from bench.counters import instructions_of, perf_works
+from bench.counters import NO_COUNTER, instruction_counter, instructions_of
 from bench.load import SERVICE_ENVIRONMENT
-from bench.stats import Figure, Report, Summary
+from bench.stats import Figure, NotMeasuredError, Report, Summary
 from bench.workspace import Workspace, service_modules
 
 BENCH_DIR = Path(__file__).resolve().parent
 FEW, MANY = 500, 5500
 """Requests in the two runs whose difference is measured."""
+CALLGRIND_FEW, CALLGRIND_MANY = 200, 1200
+"""The same under callgrind, which runs fifty times slower and whose counts of one command vary by
+under 0.1 %: fewer requests and one repetition suffice."""
 PAYLOADS = {
     "collection": "/v1/widgets",
     "one": {"data": {"type": "widgets", "id": "w-1", "attributes": {"name": "widget 01"}}},
@@ -37,11 +40,10 @@ PAYLOADS = {
 
 def measure_core_costs(workspace: Workspace, report: Report) -> None:
     """Instructions per in-process GET for each variant, beside bare FastAPI's."""
-    if not perf_works():
-        raise RuntimeError(
-            "this section counts instructions with `perf stat`, which does not work here "
-            "(Debian: `apt-get install linux-perf`; some VMs and containers forbid it)"
-        )
+    counter = instruction_counter()
+    if counter is None:
+        raise NotMeasuredError(NO_COUNTER)
+    few, many = (FEW, MANY) if counter == "perf" else (CALLGRIND_FEW, CALLGRIND_MANY)
     service = workspace.reference_service()
     package, core = service_modules(service)
     folder = workspace.fresh("core-costs")
@@ -61,11 +63,8 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
         "minimal request-logging layer (request id, request line: the floor)": {
             MINIMAL_LAYER_VARIABLE: "1"
         },
-        "core stack (install_core with an AccessPolicy)": {WITH_CORE_VARIABLE: modules},
-        "core stack + CurrentAccount on the route": {
-            WITH_CORE_VARIABLE: modules,
-            ROUTE_DEPENDENCY_VARIABLE: "account",
-        },
+        "core stack as a service runs it (install_core as app.py calls it, require_feature "
+        "on the route)": {WITH_CORE_VARIABLE: modules},
     }
 
     def per_request(extra: dict[str, str]) -> float:
@@ -75,9 +74,9 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
             args = [python, "asgi_driver.py", modules, str(requests)]
             return instructions_of(args, cwd=folder, env=env)
 
-        return (count(MANY) - count(FEW)) / (MANY - FEW) / 1000
+        return (count(many) - count(few)) / (many - few) / 1000
 
-    repetitions = max(workspace.options.repetitions, 1)
+    repetitions = max(workspace.options.repetitions, 1) if counter == "perf" else 1
     per_request({})  # warm-up: the first runs write the byte-code caches
     bare = Summary.of([per_request({}) for _ in range(repetitions)])
     for name, extra in variants.items():

@@ -1,9 +1,10 @@
-"""Instruction counts from `perf stat`: a cost measure that other processes hardly move.
+"""Instruction counts: a cost measure that other processes hardly move.
 
 On a shared two-core machine, time (even CPU time) varies with whatever else runs; the number of
-user-space instructions a process executes does not, to within a percent. Where `perf` works (it
-does not in every VM or container), the import and load sections add instruction counts beside
-their timings, so a 5 % change in our code shows up even when the timings are noisy.
+user-space instructions a process executes does not, to within a percent. `perf stat` counts them
+where it works (not in every VM or container); elsewhere valgrind's callgrind counts them (its `Ir`
+total) at about fifty times the command's run time. Where neither works, a figure that needs a
+count raises NotMeasuredError: the bench reports it as not measured and goes on.
 """
 
 from __future__ import annotations
@@ -12,26 +13,52 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
+from bench.stats import NotMeasuredError
 from harness.commands import run
 
 PERF = ["perf", "stat", "--no-big-num", "-x,", "-e", "instructions:u"]
 PERF_LINE = re.compile(r"^(\d+),[^,]*,instructions", re.MULTILINE)
+CALLGRIND = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet"]
+"""Children traced, as `perf stat` counts them: copier's git and uv runs are part of its cost."""
+CALLGRIND_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
+NO_COUNTER = (
+    "no instruction counter works here: `perf stat` cannot count instructions (Debian: "
+    "`apt-get install linux-perf`; some VMs and containers forbid it) and valgrind is missing "
+    "(`apt-get install valgrind`)"
+)
+
+Counter = Literal["perf", "callgrind"]
 
 
 @cache
 def perf_works() -> bool:
-    """`perf stat` counts user-space instructions on this machine (not in every VM or container)."""
+    """`perf stat` counts user-space instructions on this machine (not in every VM or container:
+    there it prints `<not supported>` and still exits 0)."""
     if shutil.which("perf") is None:
         return False
     result = run([*PERF, "true"], check=False, timeout=30)
     return result.returncode == 0 and result.stderr.strip().split(",")[0].isdigit()
+
+
+@cache
+def instruction_counter() -> Counter | None:
+    """The tool that counts instructions here: perf, else callgrind, else None."""
+    if perf_works():
+        return "perf"
+    if shutil.which("valgrind") is not None:
+        with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+            if _callgrind_count(["true"], cwd=Path(folder), env={}) > 0:
+                return "callgrind"
+    return None
 
 
 @dataclass
@@ -41,7 +68,9 @@ class InstructionCount:
 
 @contextmanager
 def count_instructions(pid: int, *, enabled: bool) -> Iterator[InstructionCount]:
-    """Count a running process's user-space instructions while the block runs (perf stat -p)."""
+    """Count a running process's user-space instructions while the block runs (perf stat -p).
+
+    perf only: callgrind cannot attach to a running process."""
     counted = InstructionCount()
     if not enabled:
         yield counted
@@ -60,7 +89,28 @@ def count_instructions(pid: int, *, enabled: bool) -> Iterator[InstructionCount]
 
 
 def instructions_of(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
-    """User-space instructions of one run of a command (0 when perf does not report them)."""
+    """User-space instructions of one run of a command, its child processes included.
+
+    Raises NotMeasuredError where no counter works."""
+    counter = instruction_counter()
+    if counter is None:
+        raise NotMeasuredError(NO_COUNTER)
+    if counter == "callgrind":
+        return _callgrind_count(args, cwd=cwd, env=env)
     stderr = run([*PERF, "--", *args], cwd=cwd, env=env).stderr
     match = PERF_LINE.search(stderr)
-    return int(match.group(1)) if match else 0
+    if match is None:
+        raise NotMeasuredError(f"perf stat reported no instruction count:\n{stderr}")
+    return int(match.group(1))
+
+
+def _callgrind_count(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
+    """The sum of the `totals:` lines of callgrind's output files, one per process."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+        output = Path(folder) / "callgrind.out.%p"
+        run([*CALLGRIND, f"--callgrind-out-file={output}", *args], cwd=cwd, env=env, timeout=3600)
+        return sum(
+            int(match.group(1))
+            for path in Path(folder).iterdir()
+            for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
+        )

@@ -21,9 +21,12 @@ from harness.commands import run
 from harness.generate import copier_args, copy, update
 from harness.template_repo import release, snapshot
 
-COPY_BUDGET_S = 1.2
-GREEN_BUDGET_S = 8.0
-UPDATE_BUDGET_S = 4.0
+COPY_TARGET = Target("<=", 3.0, on="ratio")
+"""DESIGN.md: `copier copy` with its post-copy task at most 3x `copier --version`."""
+GREEN_TARGET = Target("<=", 5.0, on="ratio")
+"""Time to green with a warm cache at most 5x the three commands' floors."""
+UPDATE_TARGET = Target("<=", 5.0, on="ratio")
+"""`copier update` across one template version at most 5x `copier --version`."""
 ALL_OPTIONS = {"database": "postgres"}
 """Every option that adds files or dependencies switched on (the others only change values)."""
 
@@ -72,28 +75,30 @@ def measure_copy(workspace: Workspace, report: Report) -> None:
                 _discard(destination, workspace)
 
             samples = repeat(once, options.repetitions, warmups=options.warmups)
-            report.figures.append(
-                Figure(
-                    section="copier copy",
-                    name=f"{label}, {'--skip-tasks' if skip_tasks else 'with tasks'}",
-                    unit="s",
-                    value=Summary.of(samples),
-                    baseline_name="copier --version",
-                    baseline=floor,
-                    target=None if skip_tasks else Target("<=", COPY_BUDGET_S),
-                    note="" if skip_tasks else "task: git init, uv lock, git commit",
-                )
+            figure = Figure(
+                section="copier copy",
+                name=f"{label}, {'--skip-tasks' if skip_tasks else 'with tasks'}",
+                unit="s",
+                value=Summary.of(samples),
+                baseline_name="copier --version",
+                baseline=floor,
+                target=None if skip_tasks else COPY_TARGET,
+                note="" if skip_tasks else "task: git init, uv lock, git commit",
             )
+            report.figures.append(figure)
             if skip_tasks:
                 _copy_instructions(workspace, report, label, data)
-            missed = not skip_tasks and Summary.of(samples).median > COPY_BUDGET_S
-            if options.should_profile(missed):
+            if options.should_profile(figure.missed()):
                 _profile_copy(workspace, report, label, data, skip_tasks)
     _measure_lock(workspace, report)
 
 
 INSTRUCTION_RUNS = 3
 """Instruction counts vary by well under 1 %: three runs show it."""
+COPIER_NEEDS_PERF = (
+    "`perf stat` does not work here, and callgrind would take minutes per copier command "
+    "(copier and the git processes it starts)"
+)
 
 
 def _copier_instructions(
@@ -118,6 +123,7 @@ def _copy_instructions(
     """The rendering's cost in instructions, which the load on a shared machine does not move:
     the figure to compare when changing copier.yml or the template's files."""
     if not perf_works():
+        report.not_measured.append(f"copier copy, {label}: instructions: {COPIER_NEEDS_PERF}")
         return
 
     def prepare() -> tuple[list[str], Path]:
@@ -148,23 +154,34 @@ def _measure_lock(workspace: Workspace, report: Report) -> None:
     rendered = workspace.fresh("lock")
     copy(workspace.template, rendered, workspace.answers, vcs_ref=workspace.tag, skip_tasks=True)
     floor = Summary.of(repeat(command(["uv", "--version"]), options.repetitions, warmups=1))
-    for label, extra in (("", []), (" --offline", ["--offline"])):
 
-        def lock(extra: list[str] = extra) -> None:
+    def lock(*extra: str) -> Summary:
+        def once() -> None:
             (rendered / "uv.lock").unlink(missing_ok=True)
             run(["uv", "lock", "--quiet", *extra], cwd=rendered, env=workspace.env)
 
-        samples = repeat(lock, options.repetitions, warmups=1)
-        report.figures.append(
-            Figure(
-                section="copier copy",
-                name=f"its task's `uv lock{label}` alone (defaults, warm cache)",
-                unit="s",
-                value=Summary.of(samples),
-                baseline_name="uv --version",
-                baseline=floor,
-            )
-        )
+        return Summary.of(repeat(once, options.repetitions, warmups=1))
+
+    offline = lock("--offline")
+    report.figures += [
+        Figure(
+            section="copier copy",
+            name="its task's `uv lock` alone (defaults, warm cache)",
+            unit="s",
+            value=lock(),
+            baseline_name="uv lock --offline",
+            baseline=offline,
+            note="the ratio is what the round trips to the indexes cost",
+        ),
+        Figure(
+            section="copier copy",
+            name="its task's `uv lock --offline` alone (defaults, warm cache)",
+            unit="s",
+            value=offline,
+            baseline_name="uv --version",
+            baseline=floor,
+        ),
+    ]
     _discard(rendered, workspace)
 
 
@@ -241,9 +258,7 @@ def measure_time_to_green(workspace: Workspace, report: Report) -> None:
                     value=Summary.of(stages[stage]),
                     baseline_name=floor_names[stage],
                     baseline=Summary.of(floors[stage]),
-                    target=Target("<=", GREEN_BUDGET_S)
-                    if stage == "total" and cache == "warm"
-                    else None,
+                    target=GREEN_TARGET if stage == "total" and cache == "warm" else None,
                     note=f"{tests} tests passed" if stage in ("total", "pytest") else "",
                 )
             )
@@ -311,18 +326,19 @@ def measure_update(workspace: Workspace, report: Report) -> None:
     samples.clear()
     for _ in range(options.repetitions):
         once()
-    report.figures.append(
-        Figure(
-            section="copier update",
-            name="v1.0.0 -> v1.1.0, one line changed",
-            unit="s",
-            value=Summary.of(samples),
-            baseline_name="copier --version",
-            baseline=copier_floor(workspace),
-            target=Target("<=", UPDATE_BUDGET_S),
-        )
+    figure = Figure(
+        section="copier update",
+        name="v1.0.0 -> v1.1.0, one line changed",
+        unit="s",
+        value=Summary.of(samples),
+        baseline_name="copier --version",
+        baseline=copier_floor(workspace),
+        target=UPDATE_TARGET,
     )
-    if perf_works():
+    report.figures.append(figure)
+    if not perf_works():
+        report.not_measured.append(f"copier update: instructions: {COPIER_NEEDS_PERF}")
+    else:
 
         def prepare() -> tuple[list[str], Path]:
             project = workspace.fresh("update")
@@ -340,7 +356,7 @@ def measure_update(workspace: Workspace, report: Report) -> None:
                 note="git's included",
             )
         )
-    if options.should_profile(Summary.of(samples).median > UPDATE_BUDGET_S):
+    if options.should_profile(figure.missed()):
         project = workspace.fresh("update-profile")
         shutil.copytree(generated, project, symlinks=True)
         args = ["update", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.1.0"]

@@ -13,12 +13,13 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.counters import instructions_of, perf_works
+from bench.counters import NO_COUNTER, instruction_counter, instructions_of
 from bench.stats import Figure, Report, Summary, Target
 from bench.workspace import Workspace, command, service_modules, timed
 from harness.commands import run
 
-IMPORT_BUDGET_MS = 300.0
+IMPORT_TARGET = Target("<=", 1.3, on="ratio")
+"""DESIGN.md: the generated app's import at most 1.3x `import fastapi`."""
 IMPORTTIME_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$")
 
 
@@ -57,15 +58,21 @@ def cumulative_ms(lines: list[ImportLine], package: str) -> float:
 
 
 def measure_imports(workspace: Workspace, report: Report) -> None:
+    """The default service, then the `database: postgres` variant beside it."""
+    for database in ("none", "postgres"):
+        _measure_service(workspace, report, database)
+
+
+def _measure_service(workspace: Workspace, report: Report, database: str) -> None:
     options = workspace.options
-    service = workspace.reference_service()
+    service = workspace.reference_service(database)
     package, core = service_modules(service)
+    variant = "" if database == "none" else f" (database: {database})"
     python = str(service / ".venv" / "bin" / "python")
     env = workspace.env
     statements = {"app": f"import {package}.app", "fastapi": "import fastapi", "bare": "pass"}
     wall: dict[str, list[float]] = {name: [] for name in statements}
     cumulative: dict[str, list[float]] = {"app": [], "fastapi": []}
-    instructions: dict[str, list[float]] = {"app": [], "fastapi": []}
     breakdown: list[ImportLine] = []
     warmups = max(options.warmups, 1)  # the first import writes the .pyc files
     for index in range(warmups + options.repetitions):
@@ -79,9 +86,6 @@ def measure_imports(workspace: Workspace, report: Report) -> None:
                 [python, "-X", "importtime", "-c", statements[name]], cwd=service, env=env
             ).stderr
             lines = parse_importtime(stderr)
-            if measured and perf_works():
-                count = instructions_of([python, "-c", statements[name]], cwd=service, env=env)
-                instructions[name].append(count / 1e6)
             if measured:
                 cumulative[name].append(
                     cumulative_ms(lines, package if name == "app" else "fastapi")
@@ -92,39 +96,55 @@ def measure_imports(workspace: Workspace, report: Report) -> None:
     report.figures += [
         Figure(
             section="import",
-            name=f'python -c "import {package}.app", wall',
+            name=f'python -c "import {package}.app"{variant}, wall',
             unit="ms",
             value=Summary.of(wall["app"]),
             baseline_name='python -c "import fastapi"',
             baseline=Summary.of(wall["fastapi"]),
-            target=Target("<=", IMPORT_BUDGET_MS),
+            target=IMPORT_TARGET,
             note=f"interpreter start-up alone {startup:.0f} ms",
         ),
         Figure(
             section="import",
-            name=f"-X importtime cumulative, {package}.app",
+            name=f"-X importtime cumulative, {package}.app{variant}",
             unit="ms",
             value=Summary.of(cumulative["app"]),
             baseline_name="fastapi, -X importtime cumulative",
             baseline=Summary.of(cumulative["fastapi"]),
-            target=Target("<=", IMPORT_BUDGET_MS),
+            target=IMPORT_TARGET,
+            note="start-up left out",
         ),
     ]
-    if all(instructions.values()):
+    counter = instruction_counter()
+    if counter is None:
+        report.not_measured.append(f"import{variant}: instructions: {NO_COUNTER}")
+    else:
+        # callgrind's counts of the same command agree to well under 1 %; one run each will do.
+        runs = options.repetitions if counter == "perf" else 1
+        instructions = {
+            name: Summary.of(
+                [
+                    instructions_of([python, "-c", statements[name]], cwd=service, env=env) / 1e6
+                    for _ in range(runs)
+                ]
+            )
+            for name in ("app", "fastapi")
+        }
         report.figures.append(
             Figure(
                 section="import",
-                name=f'python -c "import {package}.app", instructions (perf)',
+                name=f'python -c "import {package}.app"{variant}, instructions ({counter})',
                 unit="M",
-                value=Summary.of(instructions["app"]),
+                value=instructions["app"],
                 baseline_name='python -c "import fastapi"',
-                baseline=Summary.of(instructions["fastapi"]),
-                note="user space, start-up included; steady on a busy machine",
+                baseline=instructions["fastapi"],
+                target=IMPORT_TARGET,
+                note="user space, start-up included: the budget's steady figure on a busy machine",
             )
         )
     ours = {core: "ours: core/", package: "ours: template/"}
     report.add_note(
-        f"Import of {package}.app by package (-X importtime self time)",
+        f"Import of {package}.app{variant} by package (-X importtime self time)",
         _by_package(breakdown, ours),
     )
 

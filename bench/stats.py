@@ -35,16 +35,36 @@ class Summary:
         return Summary.of([sample * factor for sample in self.samples])
 
 
+class NotMeasuredError(RuntimeError):
+    """A figure needs a tool this machine lacks (an instruction counter): the section is reported
+    as not measured, and the run still succeeds."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """A budget from DESIGN.md: `value <= limit` or `value >= limit`, on the figure or its ratio."""
+    """A budget from DESIGN.md: `value <= limit` or `value >= limit`, on the figure or its ratio.
+
+    `alternative`, when given, is a second limit that also meets the budget (the core's: 0.90 of
+    bare FastAPI, or within 3 points of the minimal layer), described by `alternative_text`.
+    `stretch` is a better limit the figure aims at, beyond the budget.
+    """
 
     operator: Literal["<=", ">="]
     limit: float
     on: Literal["value", "ratio"] = "value"
+    alternative: float | None = None
+    alternative_text: str = ""
+    stretch: float | None = None
 
     def met_by(self, number: float) -> bool:
-        return number <= self.limit if self.operator == "<=" else number >= self.limit
+        limits = [self.limit] if self.alternative is None else [self.limit, self.alternative]
+        return any(self._within(number, limit) for limit in limits)
+
+    def stretch_met_by(self, number: float) -> bool:
+        return self.stretch is not None and self._within(number, self.stretch)
+
+    def _within(self, number: float, limit: float) -> bool:
+        return number <= limit if self.operator == "<=" else number >= limit
 
 
 @dataclass
@@ -69,14 +89,24 @@ class Figure:
             return self.value.median / self.baseline.median
         return None
 
-    def verdict(self) -> str:
-        """`ok` or `MISSED` against the target (on the median), `-` when the row has no target."""
+    def judged(self) -> float | None:
+        """The number the target is about: the median of the figure or of its ratio."""
         if self.target is None:
+            return None
+        return self.value.median if self.target.on == "value" else self.ratio_median()
+
+    def verdict(self) -> str:
+        """`ok` (`ok, stretch met`) or `MISSED` against the target (on the median), `-` when the
+        row has no target."""
+        number = self.judged()
+        if self.target is None or number is None:
             return "-"
-        number = self.value.median if self.target.on == "value" else self.ratio_median()
-        if number is None:
-            return "-"
-        return "ok" if self.target.met_by(number) else "MISSED"
+        if not self.target.met_by(number):
+            return "MISSED"
+        return "ok, stretch met" if self.target.stretch_met_by(number) else "ok"
+
+    def missed(self) -> bool:
+        return self.verdict() == "MISSED"
 
 
 @dataclass
@@ -85,6 +115,8 @@ class Report:
 
     figures: list[Figure] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    not_measured: list[str] = field(default_factory=list)
+    """Sections or figures this machine lacks a tool for: listed, not failed."""
     notes: dict[str, list[str]] = field(default_factory=dict)
     """Section title -> lines (profiles, breakdowns): the 'where the time goes' of the report."""
     environment: dict[str, str] = field(default_factory=dict)
@@ -116,8 +148,14 @@ def format_target(target: Target | None, unit: str) -> str:
     if target is None:
         return "-"
     subject = "ratio " if target.on == "ratio" else ""
-    suffix = "" if target.on == "ratio" else f" {unit}"
-    return f"{subject}{target.operator} {format_number(target.limit)}{suffix}"
+    suffix = " x" if target.on == "ratio" else f" {unit}"
+    text = f"{subject}{target.operator} {format_number(target.limit)}{suffix}"
+    if target.alternative is not None:
+        text += f" or {target.operator} {format_number(target.alternative)}{suffix}"
+        text += f" ({target.alternative_text})" if target.alternative_text else ""
+    if target.stretch is not None:
+        text += f", stretch {target.operator} {format_number(target.stretch)}{suffix}"
+    return text
 
 
 def format_ratio(figure: Figure) -> str:
@@ -153,32 +191,67 @@ def rows(report: Report) -> list[tuple[str, ...]]:
     ]
 
 
-def render_text(report: Report) -> str:
-    """A fixed-width table for the terminal, then errors and notes."""
-    table = [COLUMNS, *rows(report)]
-    widths = [max(len(row[index]) for row in table) for index in range(len(COLUMNS))]
+BUDGET_COLUMNS = ("budget figure", "measured", "goal", "")
+
+
+def budget_rows(report: Report) -> list[tuple[str, str, str, str]]:
+    """Every figure with a target: the number judged (median, or median ratio), the goal, the
+    verdict. The summary read at the end of a run."""
+    out = []
+    for figure in report.figures:
+        number = figure.judged()
+        if figure.target is None or number is None:
+            continue
+        on_ratio = figure.target.on == "ratio"
+        measured = (
+            f"{format_number(number)} x" if on_ratio else f"{format_number(number)} {figure.unit}"
+        )
+        goal = format_target(figure.target, figure.unit)
+        out.append((f"{figure.section}: {figure.name}", measured, goal, figure.verdict()))
+    return out
+
+
+def _fixed_width(table: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[index]) for row in table) for index in range(len(table[0]))]
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(
             cell.ljust(width) for cell, width in zip(row, widths, strict=True)
         ).rstrip()
 
-    out = [line(COLUMNS), "  ".join("-" * width for width in widths)]
-    out += [line(row) for row in table[1:]]
+    return [line(table[0]), "  ".join("-" * width for width in widths)] + [
+        line(row) for row in table[1:]
+    ]
+
+
+def render_text(report: Report) -> str:
+    """A fixed-width table for the terminal, then errors and notes, then the budgets."""
+    out = _fixed_width([COLUMNS, *rows(report)])
     out += _trailer(report, lambda title: f"\n{title}", lambda text: f"  {text}")
+    budgets = budget_rows(report)
+    if budgets:
+        out += ["", "Budgets (DESIGN.md and the issues): each figure beside its goal"]
+        out += _fixed_width([BUDGET_COLUMNS, *budgets])
     return "\n".join(out) + "\n"
 
 
+def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body
+    ]
+
+
 def render_markdown(report: Report) -> str:
-    """The same table as Markdown, with the environment the figures were measured in."""
+    """The same tables as Markdown, with the environment the figures were measured in."""
     out = ["# Benchmarks", ""]
     out += [f"- {key}: {value}" for key, value in report.environment.items()]
-    out += ["", "| " + " | ".join((*COLUMNS[:-1], "verdict")) + " |"]
-    out += ["|" + "---|" * len(COLUMNS)]
-    out += [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(report)
-    ]
+    out += ["", *_markdown_table((*COLUMNS[:-1], "verdict"), rows(report))]
     out += _trailer(report, lambda title: f"\n## {title}\n", lambda text: f"    {text}")
+    budgets = budget_rows(report)
+    if budgets:
+        out += ["", "## Budgets", ""]
+        out += _markdown_table((*BUDGET_COLUMNS[:-1], "verdict"), budgets)
     return "\n".join(out) + "\n"
 
 
@@ -186,10 +259,13 @@ def _trailer(
     report: Report, heading: Callable[[str], str], item: Callable[[str], str]
 ) -> list[str]:
     out: list[str] = []
-    if report.errors:
-        out.append(heading("Not measured (errors)"))
-        for error in report.errors:
-            out += [item(text) for text in error.splitlines()]
+    for title, lines in (
+        ("Not measured (errors)", report.errors),
+        ("Not measured here (a tool is missing; the run goes on)", report.not_measured),
+    ):
+        if lines:
+            out.append(heading(title))
+            out += [item(text) for entry in lines for text in entry.splitlines()]
     for title, lines in report.notes.items():
         out.append(heading(title))
         out += [item(text) for text in lines]
@@ -204,7 +280,12 @@ def render_json(report: Report) -> str:
             {**asdict(figure), "ratio_median": figure.ratio_median(), "verdict": figure.verdict()}
             for figure in report.figures
         ],
+        "budgets": [
+            dict(zip(("figure", "measured", "goal", "verdict"), row, strict=True))
+            for row in budget_rows(report)
+        ],
         "errors": report.errors,
+        "not_measured": report.not_measured,
         "notes": report.notes,
     }
     return json.dumps(document, indent=2) + "\n"

@@ -59,7 +59,7 @@ class Workspace:
     index_url: str = field(init=False)
     env: dict[str, str] = field(init=False)
     _counter: itertools.count[int] = field(init=False, default_factory=itertools.count)
-    _reference: Path | None = field(init=False, default=None)
+    _references: dict[str, Path] = field(init=False, default_factory=dict)
 
     def prepare(self) -> None:
         """Build the core index and the template snapshot (a few seconds; not measured)."""
@@ -83,20 +83,22 @@ class Workspace:
         """A path that does not exist yet, for a new service or cache."""
         return self.root / "runs" / f"{next(self._counter):03d}-{label}"
 
-    def reference_service(self) -> Path:
-        """One service generated with the defaults and installed with `uv sync --locked`.
+    def reference_service(self, database: str = "none") -> Path:
+        """One service generated with the defaults (and `database`), installed with
+        `uv sync --locked`.
 
         Built on first use and shared by the import and load sections, which measure a service
-        rather than its generation.
+        rather than its generation. `--service` replaces the default variant only.
         """
-        if self._reference is None and self.options.service is not None:
-            self._reference = self.options.service.resolve()
-        if self._reference is None:
-            path = self.fresh("reference")
-            copy(self.template, path, self.answers, vcs_ref=self.tag, env=self.env)
+        if database == "none" and self.options.service is not None:
+            return self.options.service.resolve()
+        if database not in self._references:
+            path = self.fresh(f"reference-{database}")
+            answers = {**self.answers, "database": database}
+            copy(self.template, path, answers, vcs_ref=self.tag, env=self.env)
             run(["uv", "sync", "--locked"], cwd=path, env=self.env)
-            self._reference = path
-        return self._reference
+            self._references[database] = path
+        return self._references[database]
 
     def cleanup(self) -> None:
         if not self.options.keep:

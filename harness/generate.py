@@ -9,6 +9,10 @@ from subprocess import CompletedProcess
 
 from harness.commands import run
 
+SERVICE_NAME = "orders"
+"""The service name `copy` answers unless told otherwise: the template defaults it to the
+destination folder's name, and the tests' folders are named for what they test."""
+
 
 def copier_args(data: Mapping[str, str]) -> list[str]:
     """`--data key=value` pairs, in a stable order."""
@@ -25,13 +29,14 @@ def copy(  # noqa: PLR0913 - mirrors the copier options the callers need
     check: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> CompletedProcess[str]:
-    """`copier copy --trust --defaults` with these answers (the template's tasks need --trust)."""
+    """`copier copy --trust --defaults` with these answers (the template's tasks need --trust), the
+    service named SERVICE_NAME unless they name it."""
     args: list[str] = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
     if vcs_ref:
         args += ["--vcs-ref", vcs_ref]
     if skip_tasks:
         args.append("--skip-tasks")
-    args += copier_args(data)
+    args += copier_args({"service_name": SERVICE_NAME, **data})
     return run([*args, str(template), str(destination)], check=check, env=env)
 
 

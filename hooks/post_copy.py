@@ -1,35 +1,110 @@
-"""Post-copy task: make a freshly generated service ready to use.
+"""Post-copy task: check the new service's answers, then make it ready to use.
 
 Copier runs this in the new service's folder after `copier copy` only (copier.yml guards it with
-`_copier_operation`). It never fails the copy: Copier deletes a new destination when a task fails,
-and a laptop not yet logged in to the private index must still get its service. What could not be
-done is printed with the command to run later.
+`_copier_operation`), with the interpreter Copier runs on, so only the standard library, Jinja and
+PyYAML (Copier's own dependencies) are at hand. It fails the copy only for an answer that would
+give a broken service, a check Copier's validators cannot make before writing (they cannot reach
+the interpreter): Copier then deletes the folder it created. Everything else never fails the copy:
+a laptop not yet logged in to the private index must still get its service, so what could not be
+done is printed with the command to run later, and a mistake that leaves a working service (a
+placeholder answer, stray files, a service inside another repository) is a WARNING that says what
+to do.
+
+    post_copy.py --answers-file=.copier-answers.yml
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
 
 PROJECT = Path.cwd()
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "template"
 FALLBACK_IDENTITY = ["-c", "user.name=Service Template", "-c", "user.email=noreply@example.invalid"]
+PLACEHOLDERS = {"aws_account_id": "123456789012", "owner_team": "platform"}
+"""Defaults of copier.yml that only stand in for a real answer."""
+LISTED_STRAY_FILES = 10
 
 
 def quiet(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=PROJECT, capture_output=True, text=True, check=False)  # noqa: S603
 
 
-def inside_git_work_tree() -> bool:
-    return quiet(["git", "rev-parse", "--is-inside-work-tree"]).stdout.strip() == "true"
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def shadowed_module(package_name: str) -> str | None:
+    """Why the package name cannot be used, if it is a standard library module's name.
+
+    Read from the running interpreter, so the list is never out of date.
+    """
+    if package_name in sys.stdlib_module_names:
+        return (
+            f'package_name "{package_name}" would shadow the standard library module of that '
+            "name. Copy again with another name: --data package_name=NAME."
+        )
+    return None
+
+
+def warn_about_placeholders(answers: dict[str, Any]) -> None:
+    for question, placeholder in PLACEHOLDERS.items():
+        if answers.get(question) == placeholder:
+            warn(
+                f"{question} is the template's placeholder {placeholder!r}, not a real answer. "
+                f"Set it with `make reconfigure SET={question}=VALUE` and commit the result."
+            )
+
+
+def top_level() -> Path | None:
+    """The root of the git work tree the service is in; None outside one."""
+    result = quiet(["git", "rev-parse", "--show-toplevel"])
+    return Path(result.stdout.strip()).resolve() if result.returncode == 0 else None
+
+
+def generated_paths(answers: dict[str, Any], answers_file: str) -> set[str]:
+    """The files `copier copy` wrote for these answers: the template's paths, rendered."""
+    environment = jinja2.Environment(autoescape=False)  # noqa: S701 - file names, not HTML
+    context = {**answers, "_copier_conf": {"answers_file": answers_file}}
+    paths = set()
+    for source in TEMPLATE_ROOT.rglob("*"):
+        if not source.is_file() or "__pycache__" in source.parts:
+            continue
+        parts = [
+            environment.from_string(part).render(context) if "{" in part else part
+            for part in source.relative_to(TEMPLATE_ROOT).parts
+        ]
+        if all(parts):
+            paths.add("/".join(parts).removesuffix(".jinja"))
+    return paths
+
+
+def stray_files(generated: set[str]) -> list[str]:
+    """Files of the folder that the copy did not write: they were there before."""
+    return sorted(
+        str(path.relative_to(PROJECT))
+        for path in PROJECT.rglob("*")
+        if path.is_file()
+        and ".git" not in path.relative_to(PROJECT).parts
+        and str(path.relative_to(PROJECT)) not in generated
+    )
 
 
 def lock_dependencies() -> bool:
-    """`uv lock`, resolving the core from the private index; False (with advice) when it can't."""
+    """`uv lock`, from uv's cache when it holds everything, else from the indexes (the core from
+    the private one); False (with advice) when it can't. Both resolve the same constraints."""
     if shutil.which("uv") is None:
         print("uv is not installed: install it (https://docs.astral.sh/uv/), then run `uv lock`.")
         return False
+    if quiet(["uv", "lock", "--quiet", "--offline"]).returncode == 0:
+        return True
     result = quiet(["uv", "lock", "--quiet"])
     if result.returncode != 0:
         print(
@@ -42,10 +117,13 @@ def lock_dependencies() -> bool:
     return True
 
 
-def first_commit() -> None:
+def first_commit(stray: list[str]) -> None:
+    """Commit the service, less the files that were in the folder before the copy."""
     has_identity = quiet(["git", "config", "user.email"]).returncode == 0
     identity = [] if has_identity else FALLBACK_IDENTITY
     quiet(["git", "add", "--all"])
+    if stray:
+        quiet(["git", "rm", "--cached", "--quiet", "--ignore-unmatch", "--", *stray])
     message = "Generate from the service template"
     result = quiet(["git", *identity, "commit", "--quiet", "--no-verify", "-m", message])
     if result.returncode != 0:
@@ -54,15 +132,49 @@ def first_commit() -> None:
         )
 
 
-def main() -> int:
-    new_repository = not inside_git_work_tree()
-    if new_repository:
+def warn_about_stray_files(stray: list[str]) -> None:
+    listed = ", ".join(stray[:LISTED_STRAY_FILES])
+    more = f" and {len(stray) - LISTED_STRAY_FILES} more" if len(stray) > LISTED_STRAY_FILES else ""
+    warn(
+        f"the folder already held files the template does not generate: {listed}{more}. They are "
+        "not in the first commit: `git add` those that belong to the service, delete the others."
+    )
+
+
+def warn_about_enclosing_repository(root: Path) -> None:
+    folder = PROJECT.relative_to(root)
+    warn(
+        f"the service is inside the git repository {root}, in {folder}/. GitHub runs only the "
+        f"workflows of {root}/.github/workflows, never those of {folder}/.github/workflows: move "
+        f"them there (with `working-directory: {folder}` on their steps), or generate the service "
+        "into a folder of its own, outside any repository; review and commit it yourself."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--answers-file", default=".copier-answers.yml")
+    args = parser.parse_args(argv)
+    answers: dict[str, Any] = yaml.safe_load((PROJECT / args.answers_file).read_text())
+    problem = shadowed_module(str(answers["package_name"]))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    warn_about_placeholders(answers)
+    root = top_level()
+    if root is None:
         quiet(["git", "init", "--quiet", "--initial-branch=main"])
-    locked = lock_dependencies()
-    if new_repository:
-        first_commit()
+        stray = stray_files(generated_paths(answers, args.answers_file))
+        locked = lock_dependencies()
+        first_commit(stray)
+        if stray:
+            warn_about_stray_files(stray)
     else:
-        print("The service is inside an existing git repository: review and commit it yourself.")
+        locked = lock_dependencies()
+        if root == PROJECT.resolve():
+            print("The folder is a git repository already: review and commit the service yourself.")
+        else:
+            warn_about_enclosing_repository(root)
     next_steps = "make install && make check" if locked else "uv lock && make install && make check"
     print(f"Service ready in {PROJECT}. Next: {next_steps}")
     return 0

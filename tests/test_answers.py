@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.commands import run
 from harness.generate import copy
+from tests.services import GeneratedService
 
 BAD_ANSWERS = [
     ({"service_name": "Orders"}, "service_name must be kebab-case"),
@@ -20,6 +25,7 @@ BAD_ANSWERS = [
     ({"package_name": "orders_"}, "package_name must be a lowercase Python identifier"),
     ({"package_name": "json"}, "would shadow the standard library"),
     ({"package_name": "asyncio"}, "would shadow the standard library"),
+    ({"package_name": "graphlib"}, "would shadow the standard library"),
     ({"package_name": "smplcore"}, "would shadow a package the service depends on"),
     (
         {"package_name": "corelib", "core_module": "corelib"},
@@ -32,7 +38,9 @@ BAD_ANSWERS = [
     ({"slack_channel": "#Orders Alerts"}, "slack_channel must be # followed by"),
     ({"aws_account_id": "12345678901"}, "aws_account_id must be exactly 12 digits"),
     ({"aws_account_id": "12345678901a"}, "aws_account_id must be exactly 12 digits"),
-    ({"aws_region": "us-north-9"}, 'aws_region "us-north-9" is not an AWS region'),
+    ({"aws_region": "us-east"}, 'aws_region "us-east" is not shaped like an AWS region'),
+    ({"aws_region": "US-EAST-1"}, 'aws_region "US-EAST-1" is not shaped like an AWS region'),
+    ({"databse": "postgres"}, "--data names no question of this template: databse."),
     ({"core_index_url": "http://pypi.internal/simple/"}, "must not use plain http://"),
     ({"core_index_url": "ftp://pypi.internal/simple/"}, "must be an https:// URL"),
     ({"core_index_url": "https://user:secret@pypi.internal/simple/"}, "without credentials"),
@@ -67,3 +75,37 @@ def test_bad_answer_leaves_an_existing_folder_untouched(
     result = copy(template_repo, destination, {"http_port": "80"}, check=False)
     assert result.returncode != 0
     assert [path.name for path in destination.iterdir()] == ["notes.txt"]
+
+
+def test_a_region_of_the_right_shape_is_accepted_without_a_list(
+    render: Callable[..., GeneratedService],
+) -> None:
+    """A region AWS opens after this release needs no new template release."""
+    assert render(aws_region="eu-south-9").answers["aws_region"] == "eu-south-9"
+
+
+def test_the_service_name_defaults_to_the_destination_folder(
+    template_repo: Path, tmp_path: Path, base_answers: dict[str, str]
+) -> None:
+    destination = tmp_path / "2024_Billing_Events"
+    data = [arg for key, value in base_answers.items() for arg in ("--data", f"{key}={value}")]
+    copier = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
+    run([*copier, "--skip-tasks", *data, str(template_repo), str(destination)])
+    answers = GeneratedService(destination).answers
+    assert (answers["service_name"], answers["package_name"]) == (
+        "billing-events",
+        "billing_events",
+    )
+
+
+def test_a_relative_template_path_is_refused_and_nothing_is_written(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """`make update` could not find the template again from the service's folder."""
+    relative = os.path.relpath(template_repo, tmp_path)
+    copier = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
+    result = run([*copier, relative, "service"], cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert f'The template path "{relative}" is relative' in result.stderr
+    assert "absolute path" in result.stderr
+    assert not (tmp_path / "service").exists()

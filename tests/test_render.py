@@ -6,10 +6,13 @@ import json
 import re
 import tomllib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import yaml
 
+from harness.commands import REPO_ROOT
+from hooks import post_copy
 from tests.services import GeneratedService
 
 CHOICES = [
@@ -85,3 +88,66 @@ def test_pyproject_pins_the_core_to_the_private_index(
     [index] = [index for index in pyproject["tool"]["uv"]["index"] if index["name"] == "private"]
     assert index == {"name": "private", "url": core_index_url, "explicit": True}
     assert pyproject["tool"]["uv"]["sources"]["smplkit-core"] == {"index": "private"}
+
+
+def copier_config() -> dict[str, Any]:
+    config = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    assert isinstance(config, dict)
+    return config
+
+
+def questions() -> dict[str, dict[str, Any]]:
+    """copier.yml's questions (its settings start with `_`)."""
+    return {name: value for name, value in copier_config().items() if not name.startswith("_")}
+
+
+def test_copier_yml_holds_questions_and_settings_not_data() -> None:
+    """No list that goes stale (standard-library modules, AWS regions): checks derive or match."""
+    config = copier_config()
+    assert "python_stdlib_modules" not in config
+    assert "aws_regions" not in config
+    defaults = [question.get("default") for question in questions().values()]
+    assert not [value for value in defaults if isinstance(value, list) and len(value) > 30]
+
+
+def test_every_help_is_whole() -> None:
+    """An unquoted ` # ` in YAML starts a comment and cuts the help short."""
+    helps = {name: question["help"] for name, question in questions().items()}
+    assert helps["slack_channel"].endswith("with its leading # (e.g. #orders-alerts).")
+    assert all(text.rstrip().endswith((".", "?", ")")) for text in helps.values()), helps
+
+
+PLATFORM_SETTINGS = frozenset(
+    {
+        "core_package",
+        "core_module",
+        "core_version",
+        "codeartifact_domain",
+        "codeartifact_repository",
+        "core_index_url",
+    }
+)
+
+
+def test_the_platform_settings_are_recorded_but_never_asked() -> None:
+    """`ask: false`, not `when: false`: Copier records the answer, and an update keeps it."""
+    for name, question in questions().items():
+        never_asked = question.get("ask") is False
+        assert never_asked == (name in PLATFORM_SETTINGS), name
+        if never_asked:
+            assert "when" not in question, name
+
+
+def test_the_post_copy_placeholders_are_copier_yml_defaults() -> None:
+    config = copier_config()
+    assert post_copy.PLACEHOLDERS
+    for question, placeholder in post_copy.PLACEHOLDERS.items():
+        assert config[question]["default"] == placeholder
+
+
+def test_platform_settings_are_recorded_in_the_answers(
+    render: Callable[..., GeneratedService],
+) -> None:
+    answers = render().answers
+    assert answers["core_package"] == "smplkit-core"
+    assert answers["core_version"] == ">=1.0,<2"

@@ -134,6 +134,7 @@ def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> No
         "release.yml": {
             "publish-core": {"contents": "read", "id-token": "write"},
             "github-release": {"contents": "write"},
+            "untag": {"contents": "write"},
         },
     }
     assert granted == needed.get(workflow.name, {})

@@ -506,7 +506,8 @@ def test_make_update_uses_the_copier_the_template_is_tested_with(
     assert pinned
     makefile = (render().path / "Makefile").read_text()
     assert f"COPIER_VERSION := {pinned.group(1)}\n" in makefile
-    assert "uvx --from copier==$(COPIER_VERSION) copier update --trust" in makefile
+    assert "COPIER := uvx --from copier==$(COPIER_VERSION) copier\n" in makefile
+    assert "$(COPIER) update --trust" in makefile
 
 
 def test_make_update_refuses_a_relative_template_path(
@@ -531,4 +532,57 @@ def test_the_post_copy_task_runs_on_copy_only() -> None:
     tasks = config["_tasks"]
     assert isinstance(tasks, list)
     assert all(task["when"] == "{{ _copier_operation == 'copy' }}" for task in tasks)
-    assert config["_min_copier_version"] == "9.6.0"  # the first with _copier_operation
+    # 9.6.0 brought _copier_operation; 9.19.0 `ask: false`, which the platform settings use.
+    assert config["_min_copier_version"] == "9.19.0"
+
+
+@edits
+def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
+    v1_service: Path, tmp_path: Path
+) -> None:
+    """`make reconfigure` re-renders the same release with a new answer (`--vcs-ref=:current:`);
+    run again with nothing new to change, it says so."""
+    service = clone_service(v1_service, tmp_path / "orders")
+    work = TeamWork(service)
+    work.append("src/orders/api.py", "# The payments team's routers go above.\n")  # team-owned
+    work.append("README.md", "\nThe payments team's on-call notes.\n")  # template-owned
+    work.commit()
+    generated = GeneratedService(service)
+    copier = f"COPIER={sys.executable} -m copier"  # the Copier `make` would fetch with uvx
+    result = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    # Copier itself says how to resolve what an update leaves, `make` or not.
+    assert "`git status` lists the files left to resolve" in " ".join(result.stderr.split())
+    assert " M README.md" in result.stdout  # what changed, listed
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert (answers["owner_team"], answers["_commit"]) == ("billing-core", "v1.0.0")
+    readme = (service / "README.md").read_text()
+    assert "Owned by **billing-core**" in readme
+    assert "The payments team's on-call notes." in readme
+    assert "routers go above" in (service / "src/orders/api.py").read_text()
+    work.commit("Reconfigure")
+    again = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
+    assert "Nothing changed." in again.stdout
+
+
+def test_an_update_keeps_the_recorded_platform_settings(
+    inline: Updated, base_answers: dict[str, str]
+) -> None:
+    """Never asked, yet recorded: the service's own index survives an update, where a default
+    changed by the platform team (or a `when: false` question) would have replaced it."""
+    answers = yaml.safe_load(inline.text(".copier-answers.yml"))
+    assert answers["core_index_url"] == base_answers["core_index_url"]
+    assert answers["_commit"] == "v1.1.0"
+
+
+def test_the_loss_guard_reads_the_team_owned_list_instead_of_echoing_it() -> None:
+    """Copier prints each migration's command line: the list stays in copier.yml."""
+    migrations = copier_config()["_migrations"]
+    assert isinstance(migrations, list)
+    [guard] = [step for step in migrations if "version" not in step]
+    assert guard["command"][-1] == "keep-team-edits"
+    assert not any("team_owned_paths" in str(arg) for arg in guard["command"])
+    result = run(
+        [sys.executable, "-c", "import migrate; print(migrate.template_team_owned_paths())"],
+        env={"PYTHONPATH": str(REPO_ROOT / "hooks" / "migrations")},
+    )
+    assert result.stdout.strip() == str(owned("team_owned_paths"))

@@ -215,7 +215,11 @@ class WidgetPatch(BaseModel):
 def build_app(settings: CoreSettings, access: AccessPolicy | None = None) -> FastAPI:
     """A service as the template builds it: install_core first, then the routers."""
     app = FastAPI(title="widgets")
-    install_core(app, settings, access=access)
+    if access is None:
+        with pytest.warns(DeprecationWarning, match="access="):
+            install_core(app, settings)
+    else:
+        install_core(app, settings, access=access)
     store: dict[str, dict[str, Any]] = {}
 
     router = APIRouter(prefix="/v1/widgets")

@@ -57,6 +57,17 @@ def test_every_other_path_needs_a_token_even_without_an_auth_dependency(
     assert_unauthorized(client.get(path), assert_document)
 
 
+@pytest.mark.parametrize("body", [b"{not json", b'{"data": {"type": 7}}', b""])
+def test_a_protected_route_refuses_a_request_without_a_token_before_reading_its_body(
+    client: TestClient, assert_document: Callable[[object], None], body: bytes
+) -> None:
+    """401 first, whatever the body: a malformed one is not parsed for an anonymous caller."""
+    response = client.post(
+        "/v1/widgets", content=body, headers={"Content-Type": JSONAPI_MEDIA_TYPE}
+    )
+    assert_unauthorized(response, assert_document)
+
+
 def test_with_a_token_an_unknown_path_is_a_404(
     client: TestClient, account_token: TokenFactory
 ) -> None:

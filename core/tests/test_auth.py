@@ -334,32 +334,32 @@ def test_cache_never_accepts_an_expired_token(
         with pytest.raises(UnauthorizedError) as caught:
             verify(value)
         assert caught.value.detail == "The token has expired"
-    assert len(verifier._account_cache) == 0
+    assert len(verifier._verified) == 0
 
 
-def test_the_raw_header_cache_serves_repeats_and_never_an_expired_token(
-    verifier: TokenVerifier,
-    account_token: TokenFactory,
-    internal_token: TokenFactory,
-    decoded_tokens: list[str],
+def test_a_cached_token_of_one_kind_never_passes_as_the_other(
+    verifier: TokenVerifier, account_token: TokenFactory, internal_token: TokenFactory
 ) -> None:
-    """The middleware's path: a header seen before is not decoded again, until it expires."""
-    now = time.time()
-    account_header = f"Bearer {account_token(exp=int(now) + 60)}".encode()
-    internal_header = f"Bearer {internal_token(exp=int(now) + 60)}".encode()
-    for _ in range(2):
+    account, internal = account_token(), internal_token()
+    verifier.verify_account(account)
+    verifier.verify_internal(internal)
+    with pytest.raises(UnauthorizedError):
+        verifier.verify_internal(account)
+    with pytest.raises(UnauthorizedError):
+        verifier.verify_account(internal)
+
+
+def test_the_deprecated_raw_header_methods_still_verify(
+    verifier: TokenVerifier, account_token: TokenFactory, internal_token: TokenFactory
+) -> None:
+    account_header = f"Bearer {account_token()}".encode()
+    internal_header = f"Bearer {internal_token()}".encode()
+    with pytest.warns(DeprecationWarning, match="account_of"):
         assert verifier.account_for_header(account_header).account_id == "acct-1"
+    with pytest.warns(DeprecationWarning, match="caller_of"):
         assert verifier.caller_for_header(internal_header) == InternalCaller("billing-service")
-    assert len(decoded_tokens) == 2
-    assert len(verifier._account_headers) == len(verifier._internal_headers) == 1
-    verifier.clock = lambda: now + 60 + 31  # past exp and the 30 s leeway
-    for verify, header in (
-        (verifier.account_for_header, account_header),
-        (verifier.caller_for_header, internal_header),
-    ):
-        with pytest.raises(UnauthorizedError) as caught:
-            verify(header)
-        assert caught.value.detail == "The token has expired"
+    with pytest.warns(DeprecationWarning, match="account_of"), pytest.raises(UnauthorizedError):
+        verifier.account_for_header(None)
 
 
 def test_cache_is_bounded(settings: CoreSettings, account_token: TokenFactory) -> None:
@@ -369,7 +369,7 @@ def test_cache_is_bounded(settings: CoreSettings, account_token: TokenFactory) -
     verifier = TokenVerifier(small)
     for i in range(5):
         verifier.verify_account(account_token(sub=f"user-{i}"))
-    assert len(verifier._account_cache) == 2
+    assert len(verifier._verified) == 2
 
 
 def test_cache_can_be_disabled(
@@ -384,7 +384,7 @@ def test_cache_can_be_disabled(
     verifier.verify_account(token)
     verifier.verify_account(token)
     assert len(calls) == 2
-    assert len(verifier._account_cache) == 0
+    assert len(verifier._verified) == 0
 
 
 def test_rotated_out_key_is_refused_even_when_cached(
@@ -397,7 +397,7 @@ def test_rotated_out_key_is_refused_even_when_cached(
     headers = {"Authorization": f"Bearer {old}"}
     assert client.get(WIDGETS, headers=headers).status_code == 200  # verified and cached
     verifier: TokenVerifier = getattr(client.app.state, VERIFIER_STATE_KEY)  # type: ignore[attr-defined]
-    assert len(verifier._account_cache) == 1
+    assert len(verifier._verified) == 1
     verifier.update_settings(settings_factory(account_token_key=OTHER_KEY))
     refused(client.get(WIDGETS, headers=headers), assert_document)
     new = account_token(key=OTHER_KEY)
@@ -406,9 +406,9 @@ def test_rotated_out_key_is_refused_even_when_cached(
 
 def test_clear_cache(verifier: TokenVerifier, account_token: TokenFactory) -> None:
     verifier.verify_account(account_token())
-    verifier.account_for_header(f"Bearer {account_token(sub='user-2')}".encode())
+    verifier.account_of(f"Bearer {account_token(sub='user-2')}")
     verifier.clear_cache()
-    assert len(verifier._account_cache) == len(verifier._account_headers) == 0
+    assert len(verifier._verified) == 0
 
 
 # ---------------------------------------------------------------------------- asymmetric keys

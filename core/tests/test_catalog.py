@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from smplcore import (
     DEFAULT_CATALOG,
     JSONAPI_MEDIA_TYPE,
+    AccessPolicy,
     Catalog,
     CoreSettings,
     Tier,
@@ -110,7 +111,7 @@ def test_custom_catalog_via_install_core(settings: CoreSettings, auth_headers: H
         'tiers = ["free", "team", "enterprise"]\n[products.x.tiers.free]\nfeatures = ["beta"]\n'
     )
     app = FastAPI()
-    install_core(app, settings, catalog=catalog)
+    install_core(app, settings, catalog=catalog, access=AccessPolicy())
 
     @app.get("/beta", dependencies=[Depends(require_feature("beta"))])
     async def beta() -> dict[str, Any]:

@@ -124,7 +124,8 @@ def test_sync_page_params(
     status: int,
     expected: Any,
 ) -> None:
-    body = check(client.get(f"/sync-page{query}"), status)
+    with pytest.warns(DeprecationWarning, match="PageDep"):
+        body = check(client.get(f"/sync-page{query}"), status)
     if status == 200:
         assert body["meta"] == expected
     else:
@@ -213,6 +214,23 @@ def test_unknown_route_and_wrong_method(
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/v1/widgets", "GET, POST"), ("/v1/widgets/1", "DELETE, GET, PATCH")],
+)
+def test_405_allows_every_method_the_path_accepts(
+    client: TestClient,
+    auth_headers: Callable[..., dict[str, str]],
+    check: Callable[..., dict[str, Any]],
+    path: str,
+    allowed: str,
+) -> None:
+    """FastAPI declares one route per method; Starlette's 405 names only the first's."""
+    response = client.put(path, json={}, headers=auth_headers())
+    check(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 def test_smplkit_error_from_a_route(
     client: TestClient, check: Callable[..., dict[str, Any]]
 ) -> None:
@@ -275,10 +293,10 @@ def test_header_and_path_parameter_errors(
 
     from fastapi import Header
 
-    from smplcore import install_core
+    from smplcore import AccessPolicy, install_core
 
     app = FastAPI()
-    install_core(app, settings)
+    install_core(app, settings, access=AccessPolicy(public_paths={"/items/abc", "/items/1"}))
 
     @app.get("/items/{item_id}")
     async def item(item_id: int, x_tenant: Annotated[int, Header()] = 0) -> dict[str, Any]:

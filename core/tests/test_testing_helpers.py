@@ -45,10 +45,13 @@ def test_make_account_token_refuses_asymmetric_settings(settings: CoreSettings) 
         make_account_token(rs, account_id="a")
 
 
-def test_top_level_reexports_the_testing_helpers() -> None:
-    assert smplcore.make_account_token is make_account_token
-    assert smplcore.assert_jsonapi_document is assert_jsonapi_document
-    assert smplcore.assert_jsonapi_response is assert_jsonapi_response
+def test_top_level_reexports_of_the_testing_helpers_are_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match=r"smplcore\.testing"):
+        assert smplcore.make_account_token is make_account_token
+    with pytest.warns(DeprecationWarning, match=r"smplcore\.testing"):
+        assert smplcore.assert_jsonapi_document is assert_jsonapi_document
+    with pytest.warns(DeprecationWarning, match=r"smplcore\.testing"):
+        assert smplcore.assert_jsonapi_response is assert_jsonapi_response
     with pytest.raises(AttributeError):
         _ = smplcore.no_such_name
     assert jwt.__version__

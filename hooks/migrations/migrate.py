@@ -3,6 +3,7 @@
     migrate.py rename-answer OLD NEW        before: an answer was renamed; keep the team's value
     migrate.py move-path FROM TO            after: a file (or folder) moved; carry the team's edits
     migrate.py keep-team-edits [--team-owned-json JSON]
+                                            (default: copier.yml's team_owned_paths)
                                             after, on every update: the loss guard
 
 Copier runs them with its own interpreter, in the service's folder, with the answers file still
@@ -300,6 +301,13 @@ def matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
     return lambda path: bool(spec.match_file(path))
 
 
+def template_team_owned_paths() -> list[str]:
+    """copier.yml's team_owned_paths, read from the template version being applied: passing them
+    on the command line would have Copier echo the whole list on every update."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "copier.yml").read_text())
+    return list(config["team_owned_paths"]["default"])
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="migrate.py", description=__doc__.split("\n")[0])
     parser.add_argument("--answers-file", default=ANSWERS_FILE)
@@ -314,9 +322,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     keep.add_argument(
         "--team-owned-json",
         type=json.loads,
-        default=[],
         metavar="JSON",
-        help="the team-owned path patterns, as a JSON list (copier.yml's team_owned_paths)",
+        help="team-owned path patterns, a JSON list (default: copier.yml's team_owned_paths)",
     )
     return parser.parse_args(argv)
 
@@ -329,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.step == "move-path":
             move_path(args.source, args.target, args.answers_file)
         else:
-            keep_team_edits(args.answers_file, args.team_owned_json)
+            team_owned = args.team_owned_json
+            if team_owned is None:
+                team_owned = template_team_owned_paths()
+            keep_team_edits(args.answers_file, team_owned)
     except MigrationError as error:
         print(f"[template migration] {args.step} failed: {error}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ catalog, wired into a FastAPI app by :func:`install_core`. Every public name is 
 from its module and from here.
 """
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from smplcore.app import install_core
@@ -57,21 +58,23 @@ from smplcore.logging import configure_logging, current_request_id
 from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import AuthSettings, CoreSettings
 
-if TYPE_CHECKING:  # the testing helpers need the `testing` extra: imported on first use
+if TYPE_CHECKING:  # deprecated here (they need the `testing` extra): see __getattr__
     from smplcore.testing import assert_jsonapi_document as assert_jsonapi_document
     from smplcore.testing import assert_jsonapi_response as assert_jsonapi_response
     from smplcore.testing import make_account_token as make_account_token
 
-__version__ = "1.1.0"
-
-_TESTING_NAMES = frozenset(
-    {"assert_jsonapi_document", "assert_jsonapi_response", "make_account_token"}
-)
+__version__ = "1.2.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in _TESTING_NAMES:
-        from smplcore import testing  # noqa: PLC0415
+    """The testing helpers, importable from here until 1.1.0, still are, with a warning."""
+    if name in {"assert_jsonapi_document", "assert_jsonapi_response", "make_account_token"}:
+        warnings.warn(
+            f"smplcore.{name} is deprecated: import it from smplcore.testing (removed in 2.0)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from smplcore import testing  # noqa: PLC0415 - needs the `testing` extra
 
         return getattr(testing, name)
     raise AttributeError(f"module 'smplcore' has no attribute {name!r}")

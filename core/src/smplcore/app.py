@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from collections.abc import Iterator
+from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 
-from smplcore.auth import VERIFIER_STATE_KEY, AccessPolicy, TokenVerifier
-from smplcore.catalog import CATALOG_STATE_KEY, DEFAULT_CATALOG, Catalog
-from smplcore.errors import install_error_handlers
+from smplcore.auth import (
+    VERIFIER_STATE_KEY,
+    AccessPolicy,
+    TokenVerifier,
+    current_account,
+    internal_caller,
+)
+from smplcore.catalog import CATALOG_STATE_KEY, DEFAULT_CATALOG, Catalog, required_feature
+from smplcore.errors import api_routes, install_error_handlers
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
 from smplcore.logging import configure_logging
 from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import CoreSettings
 
-__all__ = ["SETTINGS_STATE_KEY", "install_core"]
+__all__ = ["install_core"]
 
-SETTINGS_STATE_KEY = "smplcore_settings"
-
+_SETTINGS_STATE_KEY: Final = "smplcore_settings"
 _ERROR_DOCUMENT_SCHEMA: dict[str, Any] = {
     "title": "JSON:API error document",
     "type": "object",
@@ -37,6 +45,7 @@ _ERROR_DOCUMENT_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "pointer": {"type": "string"},
                             "parameter": {"type": "string"},
+                            "header": {"type": "string"},
                         },
                     },
                 },
@@ -58,27 +67,35 @@ def install_core(
     - JSON logging (stdout) at ``settings.log_level``;
     - JSON:API error handlers (:func:`smplcore.errors.install_error_handlers`);
     - the pure-ASGI :class:`~smplcore.middleware.RequestContextMiddleware` (request id, request
-      log, content negotiation, ``application/vnd.api+json`` on every response);
-    - with ``access``, that middleware also refuses every request without the token its path
-      needs (:class:`~smplcore.auth.AccessPolicy`: secure by default); the app's OpenAPI
-      document and interactive docs are public;
-    - the OpenAPI document declares ``application/vnd.api+json`` bodies and JSON:API errors;
-    - settings, token verifier and catalog (default :data:`DEFAULT_CATALOG`) on ``app.state``.
+      log, content negotiation, ``application/vnd.api+json`` on every response) which, under
+      ``access`` (:class:`~smplcore.auth.AccessPolicy`), refuses (401) every request without
+      the token its path needs, before routing; the app's OpenAPI document and interactive
+      docs are public. Without ``access`` (deprecated) only the routes that ask for the
+      caller (``require_feature``, ``CurrentAccount``, ...) need a token;
+    - the OpenAPI document declares ``application/vnd.api+json`` bodies, the bearer token
+      each route needs and the JSON:API errors it can answer;
+    - token verifier and catalog (default :data:`DEFAULT_CATALOG`) on ``app.state``.
     """
+    if access is None:
+        warnings.warn(
+            "install_core without access= leaves every route that does not ask for the caller "
+            "open; pass access=AccessPolicy(public_paths={...}) (required in 2.0)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    else:
+        docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+        access = access.with_public_paths(*docs)
     configure_logging(settings.log_level, service_name=settings.service_name)
     install_error_handlers(app)
     verifier = TokenVerifier(settings)
-    json_paths = {path for path in (app.openapi_url,) if path}
-    if access is not None:
-        docs = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-        access = access.with_public_paths(*docs)
     app.add_middleware(
         RequestContextMiddleware,
-        json_paths=json_paths,
+        json_paths={path for path in (app.openapi_url,) if path},
         access=access,
         verifier=None if access is None else verifier,
     )
-    setattr(app.state, SETTINGS_STATE_KEY, settings)
+    setattr(app.state, _SETTINGS_STATE_KEY, settings)
     setattr(app.state, VERIFIER_STATE_KEY, verifier)
     setattr(app.state, CATALOG_STATE_KEY, DEFAULT_CATALOG if catalog is None else catalog)
 
@@ -86,40 +103,142 @@ def install_core(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = jsonapi_openapi(build_openapi())
+            app.openapi_schema = jsonapi_openapi(build_openapi(), app, access)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def jsonapi_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite an OpenAPI document for JSON:API: ``application/json`` bodies become
-    ``application/vnd.api+json``, and FastAPI's validation-error responses become
-    JSON:API error documents (a 422 for the body; 400 for parameters)."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["ErrorDocument"] = _ERROR_DOCUMENT_SCHEMA
-    error_content = {JSONAPI_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}}
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+def __getattr__(name: str) -> Any:
+    if name == "SETTINGS_STATE_KEY":
+        warnings.warn(
+            "smplcore.app.SETTINGS_STATE_KEY is deprecated: keep the settings you pass to "
+            "install_core (removed in 2.0)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _SETTINGS_STATE_KEY
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_SECURITY_SCHEMES: Final = {
+    "accountToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An account token: the caller's account and subscription tier.",
+    },
+    "internalToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An internal token issued by the calling service to this one.",
+    },
+}
+_AUTHENTICATION_DEPENDENCIES: Final[dict[object, str]] = {
+    current_account: "accountToken",
+    internal_caller: "internalToken",
+}
+
+
+def jsonapi_openapi(
+    schema: dict[str, Any], app: FastAPI | None = None, access: AccessPolicy | None = None
+) -> dict[str, Any]:
+    """Rewrite an OpenAPI document for JSON:API and the core's middleware.
+
+    ``application/json`` bodies become ``application/vnd.api+json``; every error response
+    (FastAPI's validation errors among them: 422 for the body, 400 for parameters) is a
+    JSON:API error document. Given the ``app``, each operation names the bearer token it
+    needs (every non-public path under ``access``; else the routes that ask for the caller)
+    with its 401, and the errors the core answers: 403 (``require_feature``), 404 (a path
+    with parameters), 406, 415 (a request body).
+    """
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["ErrorDocument"] = _ERROR_DOCUMENT_SCHEMA
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(unused, None)
+    routes = {} if app is None else _routes_by_operation(app)
+    for path, path_item in schema.get("paths", {}).items():
+        for method, operation in path_item.items():
             if not isinstance(operation, dict):
                 continue
-            body = operation.get("requestBody")
-            if isinstance(body, dict):
-                _rename_json(body.get("content"))
-            responses = operation.get("responses", {})
-            had_validation = "422" in responses
-            for response in responses.values():
-                if isinstance(response, dict):
-                    _rename_json(response.get("content"))
-            if had_validation:
-                responses["422"] = {"description": "Validation Error", "content": error_content}
-                if any(p.get("in") != "body" for p in operation.get("parameters", [])):
-                    responses.setdefault(
-                        "400", {"description": "Bad Request", "content": error_content}
-                    )
-    for unused in ("HTTPValidationError", "ValidationError"):
-        components.pop(unused, None)
+            route = routes.get((path, method.upper()))
+            token = None if route is None else _token_needed(path, route, access)
+            if token is not None:
+                operation["security"] = [{token: []}]
+                components.setdefault("securitySchemes", {}).update(
+                    {token: _SECURITY_SCHEMES[token]}
+                )
+            _describe_responses(operation, route, token)
     return schema
+
+
+def _describe_responses(operation: dict[str, Any], route: Any, token: str | None) -> None:
+    _rename_json(operation.get("requestBody", {}).get("content"))
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    for status, description in _errors_answered(operation, route, token).items():
+        responses[status] = {"description": description}
+    error_content = {JSONAPI_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}}
+    for status, response in responses.items():
+        if status[:1] in {"4", "5"}:
+            response["content"] = error_content
+        else:
+            _rename_json(response.get("content"))
+
+
+def _errors_answered(operation: dict[str, Any], route: Any, token: str | None) -> dict[str, str]:
+    """The error responses the core adds to an operation, by status."""
+    responses = operation.get("responses", {})
+    errors = {"422": "Validation Error"} if "422" in responses else {}
+    parameters = operation.get("parameters", [])
+    if errors and parameters:
+        errors["400"] = "Bad Request"
+    if route is None:
+        return errors
+    errors["406"] = "Not Acceptable"
+    if token is not None:
+        errors["401"] = "Unauthorized"
+    if any(required_feature(d.call) for d in _dependencies(route.dependant)):
+        errors["403"] = "Forbidden"
+    if any(p.get("in") == "path" for p in parameters):
+        errors["404"] = "Not Found"
+    if "requestBody" in operation:
+        errors["415"] = "Unsupported Media Type"
+    return {
+        status: errors[status]
+        for status in sorted(errors)
+        if status not in responses or status == "422"
+    }
+
+
+def _routes_by_operation(app: FastAPI) -> dict[tuple[str, str], Any]:
+    """The routes with dependencies (FastAPI's), by OpenAPI path and method."""
+    return {
+        (route.path_format, method): route
+        for route in api_routes(app)
+        if getattr(route, "dependant", None) is not None
+        for method in route.methods or ()
+    }
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    for dependency in dependant.dependencies:
+        yield dependency
+        yield from _dependencies(dependency)
+
+
+def _token_needed(path: str, route: Any, access: AccessPolicy | None) -> str | None:
+    """The security scheme of the token a route needs, if any."""
+    if access is not None:
+        if access.is_public(path):
+            return None
+        return "internalToken" if access.is_internal(path) else "accountToken"
+    for dependency in _dependencies(route.dependant):
+        if required_feature(dependency.call) is not None:
+            return "accountToken"
+        if dependency.call in _AUTHENTICATION_DEPENDENCIES:
+            return _AUTHENTICATION_DEPENDENCIES[dependency.call]
+    return None
 
 
 def _rename_json(content: object) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "get_catalog",
     "load_catalog",
     "require_feature",
+    "required_feature",
 ]
 
 CATALOG_STATE_KEY: Final = "smplcore_catalog"
@@ -163,26 +164,35 @@ def get_catalog(request: Request) -> Catalog:
     return DEFAULT_CATALOG if catalog is None else catalog
 
 
-def require_feature(feature: str) -> Callable[..., Awaitable[AccountContext]]:
-    """Dependency factory: the caller's account, or 403 when its tier lacks ``feature``.
+class _FeatureCheck:
+    """The dependency :func:`require_feature` returns."""
 
-    ``account: Annotated[AccountContext, Depends(require_feature("widgets.export"))]`` or
-    ``dependencies=[Depends(require_feature("widgets"))]``. The token is verified once per
-    request even when the route also asks for ``CurrentAccount`` (not at all when the
-    middleware's :class:`~smplcore.auth.AccessPolicy` has verified it).
-    """
-    if not feature:
-        raise ValueError("feature must be a non-empty name")
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
 
-    async def dependency(request: Request) -> AccountContext:
-        # called, not declared with Depends: one dependency for FastAPI to resolve, not two
+    async def __call__(self, request: Request) -> AccountContext:
         account = await current_account(request)
-        if not get_catalog(request).allows(account.tier, feature):
+        if not get_catalog(request).allows(account.tier, self.feature):
             raise ForbiddenError(
-                f"The '{account.tier}' tier does not include the feature '{feature}'",
+                f"The '{account.tier}' tier does not include the feature '{self.feature}'",
                 code="feature_not_in_tier",
             )
         return account
 
-    dependency.__name__ = f"require_feature_{feature.replace('.', '_').replace('-', '_')}"
-    return dependency
+
+def require_feature(feature: str) -> Callable[[Request], Awaitable[AccountContext]]:
+    """Dependency factory: the caller's account, or 403 when its tier lacks ``feature``.
+
+    ``account: Annotated[AccountContext, Depends(require_feature("widgets.export"))]`` or
+    ``dependencies=[Depends(require_feature("widgets"))]``. It reads the account the
+    middleware verified under the app's :class:`~smplcore.auth.AccessPolicy` (without one,
+    deprecated, it verifies the token itself, once per request).
+    """
+    if not feature:
+        raise ValueError("feature must be a non-empty name")
+    return _FeatureCheck(feature)
+
+
+def required_feature(dependency: object) -> str | None:
+    """The feature a dependency from :func:`require_feature` requires (``None`` for others)."""
+    return dependency.feature if isinstance(dependency, _FeatureCheck) else None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, cast
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 __all__ = [
     "BadRequestError",
@@ -41,12 +44,14 @@ class SmplkitError(Exception):
     ``status``, ``code`` and ``title`` are class attributes; an instance may override them
     (keyword arguments). ``pointer`` (a JSON Pointer into the request document),
     ``parameter`` (a query or path parameter name) or ``header`` (a request header name, as
-    JSON:API 1.1 spells it) become the error's ``source``.
+    JSON:API 1.1 spells it) become the error's ``source``. ``default_headers`` are sent with
+    every instance unless ``headers`` names them too.
     """
 
     status: int = 500
     code: str = "internal_error"
     title: str = "Internal Server Error"
+    default_headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __init__(
         self,
@@ -65,13 +70,23 @@ class SmplkitError(Exception):
         self.pointer = pointer
         self.parameter = parameter
         self.header = header
-        self.headers: dict[str, str] = dict(headers) if headers else {}
+        given = dict(headers or {})
+        overridden = {name.lower() for name in given}
+        self.headers: dict[str, str] = {
+            **{k: v for k, v in self.default_headers.items() if k.lower() not in overridden},
+            **given,
+        }
         if code is not None:
             self.code = code
         if title is not None:
             self.title = title
         if status is not None:
             self.status = status
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            _BY_STATUS.setdefault(cls.status, cls)
 
     def to_error_object(self) -> dict[str, Any]:
         """The JSON:API error object (``status`` as a string, as the spec requires)."""
@@ -91,117 +106,56 @@ class SmplkitError(Exception):
         return f"{name}(status={self.status}, code={self.code!r}, detail={self.detail!r})"
 
 
+_BY_STATUS: dict[int, type[SmplkitError]] = {}
+"""The first subclass declared for each status: what :func:`error_from_status` raises."""
+
+
 class BadRequestError(SmplkitError):
-    status = 400
-    code = "bad_request"
-    title = "Bad Request"
+    status, code, title = 400, "bad_request", "Bad Request"
 
 
 class UnauthorizedError(SmplkitError):
     """401; always carries a ``WWW-Authenticate: Bearer ...`` challenge."""
 
-    status = 401
-    code = "unauthorized"
-    title = "Unauthorized"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        pointer: str | None = None,
-        parameter: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        code: str | None = None,
-        title: str | None = None,
-        status: int | None = None,
-        header: str | None = None,
-    ) -> None:
-        super().__init__(
-            detail,
-            pointer=pointer,
-            parameter=parameter,
-            headers=headers,
-            code=code,
-            title=title,
-            status=status,
-            header=header,
-        )
-        if not any(name.lower() == "www-authenticate" for name in self.headers):
-            self.headers["WWW-Authenticate"] = "Bearer"
+    status, code, title = 401, "unauthorized", "Unauthorized"
+    default_headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 
 
 class ForbiddenError(SmplkitError):
-    status = 403
-    code = "forbidden"
-    title = "Forbidden"
+    status, code, title = 403, "forbidden", "Forbidden"
 
 
 class NotFoundError(SmplkitError):
-    status = 404
-    code = "not_found"
-    title = "Not Found"
+    status, code, title = 404, "not_found", "Not Found"
 
 
 class MethodNotAllowedError(SmplkitError):
-    status = 405
-    code = "method_not_allowed"
-    title = "Method Not Allowed"
+    status, code, title = 405, "method_not_allowed", "Method Not Allowed"
 
 
 class NotAcceptableError(SmplkitError):
-    status = 406
-    code = "not_acceptable"
-    title = "Not Acceptable"
+    status, code, title = 406, "not_acceptable", "Not Acceptable"
 
 
 class ConflictError(SmplkitError):
-    status = 409
-    code = "conflict"
-    title = "Conflict"
+    status, code, title = 409, "conflict", "Conflict"
 
 
 class UnsupportedMediaTypeError(SmplkitError):
-    status = 415
-    code = "unsupported_media_type"
-    title = "Unsupported Media Type"
+    status, code, title = 415, "unsupported_media_type", "Unsupported Media Type"
 
 
 class UnprocessableEntityError(SmplkitError):
-    status = 422
-    code = "unprocessable_entity"
-    title = "Unprocessable Entity"
+    status, code, title = 422, "unprocessable_entity", "Unprocessable Entity"
 
 
 class InternalServerError(SmplkitError):
     """500 with a generic detail: never the exception's text."""
 
-    status = 500
-    code = "internal_error"
-    title = "Internal Server Error"
-
 
 class ServiceUnavailableError(SmplkitError):
-    status = 503
-    code = "service_unavailable"
-    title = "Service Unavailable"
+    status, code, title = 503, "service_unavailable", "Service Unavailable"
 
-
-_BY_STATUS: dict[int, type[SmplkitError]] = {
-    cls.status: cls
-    for cls in (
-        BadRequestError,
-        UnauthorizedError,
-        ForbiddenError,
-        NotFoundError,
-        MethodNotAllowedError,
-        NotAcceptableError,
-        ConflictError,
-        UnsupportedMediaTypeError,
-        UnprocessableEntityError,
-        InternalServerError,
-        ServiceUnavailableError,
-    )
-}
 
 GENERIC_500_DETAIL = (
     "An unexpected error occurred. Quote the X-Request-ID header when reporting it."
@@ -314,8 +268,11 @@ async def _handle_validation_error(_request: Request, exc: Exception) -> Respons
     return _jsonapi_response(status, errors)
 
 
-async def _handle_http_exception(_request: Request, exc: Exception) -> Response:
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     try:
         if detail == HTTPStatus(exc.status_code).phrase:
@@ -324,10 +281,33 @@ async def _handle_http_exception(_request: Request, exc: Exception) -> Response:
         pass
     if detail is None and exc.status_code == 404:
         detail = "No resource at this path"
-    error = error_from_status(exc.status_code, detail, headers=exc.headers)
+    error = error_from_status(exc.status_code, detail, headers=headers)
     if exc.status_code < 200 or exc.status_code in (204, 205, 304):
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return _jsonapi_response(exc.status_code, [error], exc.headers)
+        return Response(status_code=exc.status_code, headers=headers)
+    return _jsonapi_response(exc.status_code, [error], headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at the request's path, sorted.
+
+    A 405 from the router names only the methods of the first route that matched the path,
+    while FastAPI declares one route per method.
+    """
+    methods: set[str] = set()
+    for route in api_routes(request.app):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
+def api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every route of ``app``, with those of included routers (which FastAPI 0.165 keeps
+    nested: ``fastapi.routing.iter_route_contexts`` lists them)."""
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:
+        return iter(app.routes)
+    return cast("Iterator[Any]", iter_route_contexts(app.routes))
 
 
 async def _handle_unexpected(_request: Request, exc: Exception) -> Response:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, deprecated
 
 from smplcore.errors import BadRequestError, ConflictError, ForbiddenError, error_document
 
@@ -217,11 +217,11 @@ def _page_value(raw: str | None, name: str, default: int, maximum: int) -> int:
     return number
 
 
+@deprecated("use PageDep, which documents both parameters in OpenAPI (removed in 2.0)")
 def page_params(request: Request) -> Page:
     """Read ``page[number]`` (default 1) and ``page[size]`` (default 20, max 100).
 
-    A bad value is a 400 with ``source.parameter``. Routes should prefer :data:`PageDep`,
-    which does the same in an async dependency and documents both parameters in OpenAPI.
+    A bad value is a 400 with ``source.parameter``.
     """
     params = request.query_params
     return Page(

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Final
 
 import jwt
 from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["SERVICE_NAME_PATTERN", "AuthSettings", "CoreSettings"]
+__all__ = ["MAX_INTERNAL_TOKEN_TTL", "SERVICE_NAME_PATTERN", "AuthSettings", "CoreSettings"]
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 """Kebab-case: lower-case letters and digits in dash-separated words, starting with a letter."""
 
 _SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
-_MAX_INTERNAL_TTL = 300
+MAX_INTERNAL_TOKEN_TTL: Final = 300
+"""The longest an internal token may live, in seconds."""
 _LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
 
 
@@ -50,7 +51,7 @@ class AuthSettings(BaseModel):
     account_token_audience: str = "smplkit-api"  # noqa: S105
     internal_token_secret: SecretStr
     """HS256 secret shared by services for service-to-service tokens (>= 32 bytes)."""
-    internal_token_ttl_seconds: Annotated[int, Field(ge=1, le=_MAX_INTERNAL_TTL)] = 300
+    internal_token_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_INTERNAL_TOKEN_TTL)] = 300
     leeway_seconds: Annotated[int, Field(ge=0, le=120)] = 30
     token_cache_size: Annotated[int, Field(ge=0)] = 4096
     """Bound of the verified-token cache; 0 disables it."""

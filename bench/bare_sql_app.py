@@ -1,0 +1,132 @@
+"""Bare FastAPI and SQLAlchemy making the widget queries of a `database: postgres` service.
+
+The baseline of the load test against PostgreSQL: the same statements as the service's
+repository (one widget by id and account; one page of an account's widgets, oldest first, with
+their count; one insert), on the same driver (psycopg) with SQLAlchemy's default pool, written
+with SQLAlchemy Core and returned as plain dicts. No middleware, no authentication (each route
+serves one fixed account), no validation beyond JSON decoding. The gap between this and the
+service is what the template adds on top of the database.
+
+Served by the service's own uvicorn and interpreter, from a folder holding only this file:
+`uvicorn bare_sql_app:create_app --factory`, configured by the BENCH_SQL_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, HTTPException, Request
+
+DATABASE_URL_VARIABLE = "BENCH_SQL_DATABASE_URL"
+"""A `postgresql+psycopg://` URL of the database the service's migrations made."""
+COLLECTION_VARIABLE = "BENCH_SQL_COLLECTION"
+"""The service's path of the widgets (`/v1/widgets`)."""
+READER_VARIABLE = "BENCH_SQL_READER_ACCOUNT"
+"""The account whose widgets the GET routes read."""
+WRITER_VARIABLE = "BENCH_SQL_WRITER_ACCOUNT"
+"""The account the POST route creates widgets for."""
+
+
+def create_app() -> FastAPI:
+    # The bench imports this module for its variable names where SQLAlchemy is not installed;
+    # only the service's venv that serves the app has it.
+    from sqlalchemy import (  # noqa: PLC0415 - see above
+        Column,
+        DateTime,
+        MetaData,
+        Table,
+        Text,
+        Uuid,
+        func,
+        insert,
+        select,
+    )
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - see above
+
+    widgets = Table(
+        "widgets",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("account_id", Text, nullable=False),
+        Column("name", Text, nullable=False),
+        Column("description", Text),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    engine = create_async_engine(os.environ[DATABASE_URL_VARIABLE])
+    collection = os.environ[COLLECTION_VARIABLE]
+    reader, writer = os.environ[READER_VARIABLE], os.environ[WRITER_VARIABLE]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get(collection + "/{widget_id}")
+    async def get_widget(widget_id: uuid.UUID, request: Request) -> dict[str, Any]:
+        owned = (widgets.c.id == widget_id) & (widgets.c.account_id == reader)
+        async with engine.connect() as connection:
+            row = (await connection.execute(select(widgets).where(owned))).mappings().first()
+        if row is None:
+            raise HTTPException(404)
+        return {"data": _resource(row, collection), "links": {"self": str(request.url)}}
+
+    @app.get(collection)
+    async def list_widgets(request: Request) -> dict[str, Any]:
+        size = int(request.query_params.get("page[size]", "20"))
+        number = int(request.query_params.get("page[number]", "1"))
+        owned = widgets.c.account_id == reader
+        page = (
+            select(widgets)
+            .where(owned)
+            .order_by(widgets.c.created_at, widgets.c.id)
+            .offset((number - 1) * size)
+            .limit(size)
+        )
+        async with engine.connect() as connection:
+            total = await connection.scalar(select(func.count()).select_from(widgets).where(owned))
+            rows = (await connection.execute(page)).mappings().all()
+        return {
+            "data": [_resource(row, collection) for row in rows],
+            "links": {"self": str(request.url)},
+            "meta": {"total": total},
+        }
+
+    @app.post(collection, status_code=201)
+    async def create_widget(document: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        attributes = document["data"]["attributes"]
+        now = datetime.now(UTC)
+        values = {
+            "id": uuid.uuid4(),
+            "account_id": writer,
+            "name": attributes["name"],
+            "description": attributes.get("description"),
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with engine.begin() as connection:
+            await connection.execute(insert(widgets).values(values))
+        return {"data": _resource(values, collection)}
+
+    return app
+
+
+def _resource(row: Mapping[str, Any], collection: str) -> dict[str, Any]:
+    return {
+        "type": "widgets",
+        "id": str(row["id"]),
+        "attributes": {
+            "name": row["name"],
+            "description": row["description"],
+            "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(),
+        },
+        "links": {"self": f"{collection}/{row['id']}"},
+    }

@@ -1,0 +1,87 @@
+"""The first hour with a new service: calling its API locally, and the everyday make targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.commands import tool_env
+from harness.serve import serving
+from tests.services import GeneratedService, ServiceCache
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, token: str | None) -> tuple[int, dict[str, object]]:
+    headers = {"Accept": "application/vnd.api+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_make_token_calls_the_served_api(services: ServiceCache, tmp_path: Path) -> None:
+    """The README's "Calling the API locally": `make token`, then the served API answers 200."""
+    service = services.get()
+    token = service.run("make", "--no-print-directory", "token", "ACCOUNT=acct-7").stdout.strip()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = ["uv", "run", "--locked", "python", "-m", service.package_name]
+    env = tool_env({**service.env, "HTTP_PORT": str(port)})
+    with serving(argv, cwd=service.path, env=env, base_url=base_url, log=tmp_path / "log"):
+        status, document = get(f"{base_url}/v1/widgets", token)
+        assert (status, document["data"]) == (200, []), document
+        assert get(f"{base_url}/v1/widgets", None)[0] == 401
+
+
+def test_make_token_is_refused_outside_local_settings(services: ServiceCache) -> None:
+    service = services.get()
+    secrets = {"ACCOUNT_TOKEN_KEY": "k" * 40, "INTERNAL_TOKEN_SECRET": "s" * 40}
+    for env in ({"ENVIRONMENT": "production"}, {"ENVIRONMENT": "production", **secrets}):
+        result = service.run("make", "token", env=env, check=False)
+        assert result.returncode != 0
+        assert "make token: refused" in result.stderr
+        assert result.stdout.count(".") < 2, "something like a token was printed"
+
+
+def test_make_format_formats_even_when_lint_errors_are_left(services: ServiceCache) -> None:
+    """`ruff check --fix` failing must not stop `ruff format`; make still reports the failure."""
+    service: GeneratedService = services.get()
+    scratch = service.path / "src" / service.package_name / "scratch_format.py"
+    scratch.write_text('"""Scratch."""\n\nx   =   [1,2]\n\n\ndef f():\n    return undefined_name\n')
+    try:
+        result = service.run("make", "format", check=False)
+        assert result.returncode != 0, result.stdout
+        assert "x = [1, 2]\n" in scratch.read_text()
+    finally:
+        scratch.unlink()
+
+
+def test_make_db_names_what_to_install_without_the_compose_plugin(
+    render: Callable[..., GeneratedService], tmp_path: Path
+) -> None:
+    """A docker without the Compose plugin answers `unknown flag: --detach`: say what is missing."""
+    service = render(database="postgres")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\necho "docker: unknown command: docker $1" >&2\nexit 1\n')
+    docker.chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    result = service.run("make", "db", env={"PATH": path}, check=False)
+    assert result.returncode != 0
+    assert "make db needs Docker with its Compose plugin" in result.stdout
+    assert "docker-compose-plugin" in result.stdout
