@@ -55,7 +55,7 @@ def test_the_gate_refuses_a_version_without_a_changelog_entry(tmp_path: Path) ->
 def test_the_release_workflow_withdraws_the_tag_of_a_failed_release() -> None:
     release = load_workflow(REPO_ROOT / ".github" / "workflows" / "release.yml")
     untag = release["jobs"]["untag"]
-    assert untag["needs"] == ["changelog", "ci"]
+    assert untag["needs"] == ["changelog", "ci", "core-api"]
     assert untag["if"] == "${{ failure() }}"
     script = "\n".join(step.get("run", "") for step in untag["steps"])
     assert 'gh api --method DELETE "repos/${GITHUB_REPOSITORY}/git/refs/tags/${TAG}"' in script

@@ -321,7 +321,7 @@ def test_release_checks_the_changelog_then_runs_the_whole_ci(release: dict[str, 
 
 def test_release_publishes_the_core_through_oidc_only_when_new(release: dict[str, Any]) -> None:
     job = release["jobs"]["publish-core"]
-    assert job["needs"] == "ci"
+    assert job["needs"] == ["ci", "core-api"]
     uses = [step.get("uses", "") for step in job["steps"]]
     assert any(use.startswith("aws-actions/configure-aws-credentials@") for use in uses)
     aws = next(s for s in job["steps"] if "configure-aws-credentials@" in s.get("uses", ""))

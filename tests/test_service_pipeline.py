@@ -94,6 +94,7 @@ def test_the_workflows_and_actions_exist(service: GeneratedService) -> None:
     assert [str(path.relative_to(service.path)) for path in github_files(service)] == [
         ".github/actions/private-index/action.yml",
         ".github/workflows/ci.yml",
+        ".github/workflows/core-bump.yml",
         ".github/workflows/deploy.yml",
         ".github/workflows/template-update.yml",
     ]
@@ -265,7 +266,7 @@ def test_permissions_are_empty_by_default_and_least_privilege_per_job(
                 f"{path.name}: {job_id}"
             )
             allowed = {"contents": "read"}
-            if path.name == "template-update.yml":
+            if path.name in {"template-update.yml", "core-bump.yml"}:
                 allowed = {"contents": "write", "pull-requests": "write"}
             assert granted.items() <= allowed.items(), f"{path.name}: {job_id}: {granted}"
 
@@ -281,7 +282,7 @@ def test_checkouts_keep_no_credentials_and_jobs_have_timeouts(service: Generated
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False, f"{path.name}: {job_id}"
                 checkouts += 1
-    assert checkouts == 4
+    assert checkouts == 6
 
 
 def test_the_tests_get_a_postgres_service_with_the_database_option(
@@ -428,12 +429,17 @@ def test_a_pull_request_is_checked_and_built_but_not_deployed(
     pipeline = run_ci(service, tmp_path, event="pull_request", ref="refs/pull/7/merge")
     assert results(pipeline) == {
         "checks": "success",
+        "core-latest": "success",
         "image": "success",
         "deploy-staging": "skipped",
         "deploy-production": "skipped",
         "notify-failure": "skipped",
     }, pipeline.jobs
-    assert [call.line for call in pipeline.calls(r"^make ")] == ["make install", "make check"]
+    assert [call.line for call in pipeline.calls(r"^make ")] == [
+        "make install",
+        "make check",
+        "make core-latest",
+    ]
     assert len(pipeline.calls(r"^docker buildx build")) == 1
     assert not pipeline.calls(r"^docker (save|push)|^uses:actions/upload-artifact|^curl .*slack")
 
@@ -451,9 +457,12 @@ def test_the_checks_install_from_the_lock_with_a_codeartifact_token_and_run_make
     assert "UV_INDEX_PRIVATE_PASSWORD" not in check.env
     assert check.env["RUFF_OUTPUT_FORMAT"] == "github"
     assert ("TEST_DATABASE_URL" in check.env) == postgres(service)
-    # One token per job that installs: checks and image; fetched for the domain of the answers.
+    (core_latest,) = pipeline.calls(r"^make core-latest")
+    assert core_latest.env == install.env
+    # One token per job that installs: checks, core-latest and image; fetched for the domain of
+    # the answers.
     fetches = pipeline.calls(r"^aws codeartifact get-authorization-token")
-    assert len(fetches) == 2
+    assert len(fetches) == 3
     assert f"--domain {answer(service, 'codeartifact_domain')} " in fetches[0].line
 
 

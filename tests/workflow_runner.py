@@ -427,8 +427,9 @@ class WorkflowRunner:
         self._files += 1
         output = self.temp / f"output-{self._files}"
         exported = self.temp / f"env-{self._files}"
-        output.touch()
-        exported.touch()
+        # Empty, even when an earlier runner on the same fakes wrote a file of that name.
+        output.write_text("")
+        exported.write_text("")
         github = self.github
         result = subprocess.run(  # noqa: S603 - a workflow step's own script
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],

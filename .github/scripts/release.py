@@ -3,6 +3,7 @@
     release.py notes v1.2.0                    # the CHANGELOG entry of that tag, for the notes
     release.py core-version                    # the core's version, from core/pyproject.toml
     release.py unpublished INDEX_URL FILE...   # those of the built files the index lacks
+    release.py core-api [--against REF]        # refuse a breaking API change in a non-major core
 
 `notes` fails, naming what is wrong, when the tag is not a version `vX.Y.Z` or CHANGELOG.md has no
 entry (a heading `## vX.Y.Z - date` followed by text) for it. `unpublished` reads the index's
@@ -10,7 +11,11 @@ simple-API pages (HTTP basic credentials from INDEX_USERNAME and INDEX_PASSWORD,
 prints, one a line, the distribution files whose name, version and kind the index does not hold
 yet: template and core versions are separate, so a template release publishes the core only when
 its version is new, and a publish that stopped half-way is completed without uploading a file
-twice. Standard library only: it runs on the runner's own Python.
+twice. `core-api` compares the core's version with the one at REF (by default the newest `v*` tag
+before HEAD: the template's tags carry the core they published): the same version has nothing to
+check, a higher major version may break anything, and otherwise `griffe check` (on PATH; git history
+needed) must find no breaking change of the public API between REF and the working tree. Standard
+library only: it runs on the runner's own Python.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import base64
 import os
 import re
+import subprocess
 import sys
 import tomllib
 import urllib.error
@@ -61,6 +67,44 @@ def changelog_entry(changelog: str, tag: str) -> str:
 def core_version(pyproject: Path) -> str:
     """The core's version (its own, apart from the template's)."""
     return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+
+
+def git(*args: str) -> str:
+    result = subprocess.run(  # noqa: S603 - git with fixed arguments
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ReleaseError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def core_api(against: str | None) -> str:
+    """What was checked; ReleaseError when the public API breaks in a release that is not major."""
+    reference = against or git("describe", "--tags", "--abbrev=0", "--match", "v*", "HEAD^")
+    previous = str(
+        tomllib.loads(git("show", f"{reference}:core/pyproject.toml"))["project"]["version"]
+    )
+    current = core_version(REPO_ROOT / "core" / "pyproject.toml")
+    if current == previous:
+        return f"the core is still {current} (as at {reference}): nothing to check"
+    next_major = int(previous.split(".", 1)[0]) + 1
+    if int(current.split(".", 1)[0]) >= next_major:
+        return f"the core goes from {previous} to {current}, a major release: it may break its API"
+    # griffe from PATH: the release workflow runs this through `uv run`, with the locked one.
+    griffe = subprocess.run(  # noqa: S603 - griffe with fixed arguments
+        ["griffe", "check", "smplcore", "--search", "core/src", "--against", reference],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if griffe.returncode != 0:
+        raise ReleaseError(
+            f"the core goes from {previous} ({reference}) to {current}, not a major release, but "
+            f"its public API breaks:\n{griffe.stdout}{griffe.stderr}Keep the old names working "
+            f"(deprecated), or release the core as {next_major}.0.0."
+        )
+    return f"the core goes from {previous} to {current} without breaking its public API"
 
 
 def normalized_name(name: str) -> str:
@@ -142,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     missing = commands.add_parser("unpublished", help="print the files the index lacks")
     missing.add_argument("index_url", help="the index's simple-API URL")
     missing.add_argument("files", type=Path, nargs="+", help="built wheels and sdists")
+    api = commands.add_parser("core-api", help="refuse a breaking API change in a non-major core")
+    api.add_argument("--against", help="the previous release's git reference")
     args = parser.parse_args(argv)
     try:
         if args.command == "notes":
             sys.stdout.write(changelog_entry(args.changelog.read_text(), args.tag))
         elif args.command == "core-version":
             print(core_version(args.pyproject))
+        elif args.command == "core-api":
+            print(f"release: {core_api(args.against)}")
         else:
             for file in unpublished(args.index_url, args.files):
                 print(file)
