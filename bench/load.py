@@ -704,7 +704,7 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
         measured.alternation,
         "bare FastAPI",
         f"VmHWM at the end: {peak_hwm:.1f} MiB, bare {bare_hwm:.1f} MiB; "
-        "every POST keeps a widget in the in-memory repository",
+        "every POST keeps a widget in the in-memory storage",
     )
 
 

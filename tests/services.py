@@ -45,11 +45,10 @@ def uv_python(answers: Mapping[str, str]) -> dict[str, str]:
     return {"UV_PYTHON": python_for(answers.get("python_version", DEFAULT_PYTHON))}
 
 
-def assert_pytest_green(output: str, min_tests: int = 20) -> None:
-    """pytest's output: at least `min_tests` passed, and none failed, errored or skipped."""
-    passed = re.search(r"(\d+) passed", output)
-    assert passed, output
-    assert int(passed.group(1)) >= min_tests, output
+def assert_pytest_green(output: str) -> None:
+    """pytest's output: tests passed, and none failed, errored or skipped. How many is the
+    service's business: the tests that must run are named by the tests that need them."""
+    assert re.search(r"\d+ passed", output), output
     assert not [word for word in (" failed", " error", " skipped") if word in output], output
 
 
@@ -112,14 +111,14 @@ class GeneratedService:
         )
         return self.run("uv", "run", "--locked", "python", "-c", script).stdout.strip()
 
-    def assert_checks_pass(self, env: Mapping[str, str] | None = None, min_tests: int = 20) -> str:
+    def assert_checks_pass(self, env: Mapping[str, str] | None = None) -> str:
         """What the service's CI runs (ruff, mypy, tests), all green; returns pytest's -v output."""
         for check in (["ruff", "check"], ["ruff", "format", "--check"], ["mypy"]):
             self.run("uv", "run", "--locked", *check)
         output = self.run(
             "uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider", env=env
         ).stdout
-        assert_pytest_green(output, min_tests)
+        assert_pytest_green(output)
         return output
 
     def pre_commit(self, home: Path, **env: str) -> CompletedProcess[str]:

@@ -68,8 +68,11 @@ def test_static_check_passes(service: GeneratedService, command: tuple[str, ...]
 @pytest.mark.parametrize("variant", variant_params(WITHOUT_DATABASE))
 def test_test_suite_passes(variant: str, services: ServiceCache) -> None:
     service = services.get(**VARIANTS[variant])
-    output = service.run("uv", "run", "--locked", "pytest", "-q", "-p", "no:cacheprovider").stdout
+    output = service.run("uv", "run", "--locked", "pytest", "-v", "-p", "no:cacheprovider").stdout
     assert_pytest_green(output)
+    modules = [path.relative_to(service.path) for path in service.path.glob("tests/test_*.py")]
+    assert modules
+    assert [module for module in modules if f"{module}::" not in output] == [], output
 
 
 @pytest.fixture

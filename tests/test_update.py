@@ -495,7 +495,10 @@ def test_every_generated_path_has_an_owner(
     ] == []
     assert "src/orders/api.py" in [path for path in files if team.match_file(path)]
     readme = (service.path / "README.md").read_text()
-    assert "`ruff.toml`, `local.mk`, `src/orders/api.py`, `migrations/versions/`." in readme
+    assert (
+        "`ruff.toml`, `local.mk`, `src/orders/api.py`, `src/orders/catalog.py`, "
+        "`migrations/versions/`." in readme
+    )
     assert "`pyproject.toml`, `src/orders/`, `tests/`." in readme
 
 
