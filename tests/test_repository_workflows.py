@@ -136,6 +136,7 @@ def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> No
             "github-release": {"contents": "write"},
             "untag": {"contents": "write"},
         },
+        "publish-core.yml": {"publish": {"contents": "read", "id-token": "write"}},
     }
     assert granted == needed.get(workflow.name, {})
 
@@ -320,8 +321,10 @@ def test_release_checks_the_changelog_then_runs_the_whole_ci(release: dict[str, 
 
 
 def test_release_publishes_the_core_through_oidc_only_when_new(release: dict[str, Any]) -> None:
-    job = release["jobs"]["publish-core"]
-    assert job["needs"] == ["ci", "core-api"]
+    caller = release["jobs"]["publish-core"]
+    assert caller["needs"] == ["ci", "core-api"]
+    assert caller["uses"] == "$/.github/workflows/publish-core.yml"
+    job = load_workflow(WORKFLOWS_DIR / "publish-core.yml")["jobs"]["publish"]
     uses = [step.get("uses", "") for step in job["steps"]]
     assert any(use.startswith("aws-actions/configure-aws-credentials@") for use in uses)
     aws = next(s for s in job["steps"] if "configure-aws-credentials@" in s.get("uses", ""))
@@ -336,6 +339,41 @@ def test_release_publishes_the_core_through_oidc_only_when_new(release: dict[str
     # A release builds what it publishes from nothing cached (cache poisoning).
     setup_uv = next(s for s in job["steps"] if "setup-uv@" in s.get("uses", ""))
     assert setup_uv["with"]["enable-cache"] is False
+
+
+def test_a_core_candidate_tag_is_checked_then_published_on_its_own() -> None:
+    workflow = load_workflow(WORKFLOWS_DIR / "publish-core.yml")
+    assert workflow["on"] == {"push": {"tags": ["core-v*"]}, "workflow_call": None}
+    candidate, publish = workflow["jobs"]["candidate"], workflow["jobs"]["publish"]
+    assert candidate["if"] == "${{ startsWith(github.ref, 'refs/tags/core-v') }}"
+    script = "\n".join(step.get("run", "") for step in candidate["steps"])
+    for command in ("release.py core-candidate", "pytest", "release.py core-api"):
+        assert command in script, command
+    # Called by release.yml the candidate job is skipped, and the publish must still run.
+    assert publish["needs"] == "candidate"
+    assert publish["if"] == "${{ !failure() && !cancelled() }}"
+
+
+@pytest.mark.parametrize(
+    ("tag", "version", "message"),
+    [
+        ("core-v1.3.0rc1", "1.3.0rc1", ""),
+        ("core-v1.3.0b2", "1.3.0b2", ""),
+        ("core-v1.3.0rc2", "1.3.0rc1", "does not name the core's version: tag core-v1.3.0rc1"),
+        ("core-v1.3.0", "1.3.0", "is not a pre-release"),
+    ],
+)
+def test_a_core_candidate_is_a_pre_release_named_by_its_tag(
+    tmp_path: Path, tag: str, version: str, message: str
+) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f'[project]\nname = "smplkit-core"\nversion = "{version}"\n')
+    code, out, errors = release_script("core-candidate", tag, "--pyproject", str(pyproject))
+    if message:
+        assert code == 1
+        assert message in errors
+    else:
+        assert (code, out) == (0, f"release: the core {version} is a release candidate\n")
 
 
 def test_release_creates_the_github_release_with_the_changelog_notes(

@@ -4,6 +4,7 @@
     release.py core-version                    # the core's version, from core/pyproject.toml
     release.py unpublished INDEX_URL FILE...   # those of the built files the index lacks
     release.py core-api [--against REF]        # refuse a breaking API change in a non-major core
+    release.py core-candidate core-v1.3.0rc1   # the tag names the core's version, a pre-release
 
 `notes` fails, naming what is wrong, when the tag is not a version `vX.Y.Z` or CHANGELOG.md has no
 entry (a heading `## vX.Y.Z - date` followed by text) for it. `unpublished` reads the index's
@@ -14,8 +15,10 @@ its version is new, and a publish that stopped half-way is completed without upl
 twice. `core-api` compares the core's version with the one at REF (by default the newest `v*` tag
 before HEAD: the template's tags carry the core they published): the same version has nothing to
 check, a higher major version may break anything, and otherwise `griffe check` (on PATH; git history
-needed) must find no breaking change of the public API between REF and the working tree. Standard
-library only: it runs on the runner's own Python.
+needed) must find no breaking change of the public API between REF and the working tree.
+`core-candidate` fails unless the tag is `core-v` followed by the core's version and that version
+is a pre-release (aN, bN or rcN): a final core is released with the template. Standard library
+only: it runs on the runner's own Python.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TAG_PATTERN = re.compile(r"v\d+\.\d+\.\d+")
+PRE_RELEASE = re.compile(r"\d+(\.\d+)*(a|b|rc)\d+")
 HTTP_NOT_FOUND = 404
 
 
@@ -105,6 +109,19 @@ def core_api(against: str | None) -> str:
             f"(deprecated), or release the core as {next_major}.0.0."
         )
     return f"the core goes from {previous} to {current} without breaking its public API"
+
+
+def core_candidate(tag: str, pyproject: Path) -> str:
+    """The candidate's version; ReleaseError unless the tag names a pre-release of the core."""
+    version = core_version(pyproject)
+    if tag != f"core-v{version}":
+        raise ReleaseError(f"the tag {tag} does not name the core's version: tag core-v{version}")
+    if not PRE_RELEASE.fullmatch(version):
+        raise ReleaseError(
+            f"the core {version} is not a pre-release (X.Y.ZrcN): a final core is released with "
+            "the template, by `make release`"
+        )
+    return version
 
 
 def normalized_name(name: str) -> str:
@@ -188,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     missing.add_argument("files", type=Path, nargs="+", help="built wheels and sdists")
     api = commands.add_parser("core-api", help="refuse a breaking API change in a non-major core")
     api.add_argument("--against", help="the previous release's git reference")
+    candidate = commands.add_parser("core-candidate", help="check a release candidate's tag")
+    candidate.add_argument("tag")
+    candidate.add_argument("--pyproject", type=Path, default=REPO_ROOT / "core" / "pyproject.toml")
     args = parser.parse_args(argv)
     try:
         if args.command == "notes":
@@ -196,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             print(core_version(args.pyproject))
         elif args.command == "core-api":
             print(f"release: {core_api(args.against)}")
+        elif args.command == "core-candidate":
+            candidate_version = core_candidate(args.tag, args.pyproject)
+            print(f"release: the core {candidate_version} is a release candidate")
         else:
             for file in unpublished(args.index_url, args.files):
                 print(file)
