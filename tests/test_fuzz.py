@@ -1,0 +1,114 @@
+"""Fuzzing a served generated service from its own OpenAPI document (schemathesis).
+
+Every operation gets requests built from what the document declares (positive) and from what it
+rules out (negative), with an account token and without one. Whatever the request, the service
+answers no 5xx, answers with a status, media type and body its document declares, and the body is
+a valid JSON:API document. The example count is bounded and the generation derandomized, so a run
+fits CI and a failure repeats.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.result import Err
+
+from smplcore.testing import assert_jsonapi_document
+from tests.services import GeneratedService, ServiceCache, serving_service, variant_params
+
+VARIANTS = {"defaults": {}, "postgres": {"database": "postgres"}}
+"""The postgres variant stores what it is sent: text its database refuses is still no 500."""
+EXAMPLES_PER_OPERATION = 25
+"""Per operation, generation mode and caller: enough to reach every declared error."""
+Operation = schemathesis.APIOperation[Any, Any, Any, Any]
+Case = schemathesis.Case[Operation]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+def jsonapi_body(
+    _ctx: schemathesis.CheckContext, response: schemathesis.Response, _case: Case
+) -> None:
+    """Every answer with a body is a JSON:API document (the OpenAPI schemas are looser)."""
+    if response.content:
+        assert_jsonapi_document(response.json())
+
+
+@pytest.fixture(scope="module", params=variant_params(VARIANTS))
+def served(
+    request: pytest.FixtureRequest, services: ServiceCache, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GeneratedService, str]]:
+    """A variant served once for all its fuzzing runs (its log: service.log next to it)."""
+    service = services.get(**VARIANTS[request.param])
+    log = tmp_path_factory.mktemp("fuzzed") / "service.log"
+    database_url = functools.partial(request.getfixturevalue, "database_url")
+    with serving_service(service, log=log, database_url=database_url) as url:
+        yield service, url
+
+
+def has_input(operation: Operation) -> bool:
+    """Whether the operation takes parameters or a body: what negative generation can break."""
+    return any(True for _ in operation.iter_parameters()) or len(operation.body) > 0
+
+
+def fuzz(
+    operation: Operation,
+    mode: schemathesis.GenerationMode,
+    base_url: str,
+    headers: dict[str, str],
+) -> None:
+    """Send the operation's generated requests; raise on the first failing check."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),  # each example is an HTTP request: slow
+    )
+    def send(case: Case) -> None:
+        case.call_and_validate(
+            base_url=base_url, headers=headers, checks=CHECKS, additional_checks=[jsonapi_body]
+        )
+
+    send()
+
+
+@pytest.mark.parametrize("caller", ["account", "anonymous"])
+@pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
+def test_fuzzed_requests_get_declared_json_api_answers(
+    served: tuple[GeneratedService, str], caller: str, mode: schemathesis.GenerationMode
+) -> None:
+    service, base_url = served
+    headers = {"Authorization": f"Bearer {service.account_token()}"} if caller == "account" else {}
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    results = list(schema.get_all_operations())
+    assert [result.err() for result in results if isinstance(result, Err)] == []
+    operations = [result.ok() for result in results if not isinstance(result, Err)]
+    if mode is schemathesis.GenerationMode.NEGATIVE:
+        operations = [operation for operation in operations if has_input(operation)]
+    assert operations
+    failures = []
+    for operation in operations:
+        try:
+            fuzz(operation, mode, base_url, headers)
+        except (AssertionError, BaseExceptionGroup) as error:  # schemathesis' failures
+            failures.append(f"{operation.label}: {error}")
+    assert not failures, "\n\n".join(failures)
