@@ -13,6 +13,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -29,6 +30,7 @@ from tests.services import GeneratedService, ServiceCache, serving_service, vari
 
 VARIANTS = {"defaults": {}, "postgres": {"database": "postgres"}}
 """The postgres variant stores what it is sent: text its database refuses is still no 500."""
+RESOURCE_TYPE = "widgets"
 EXAMPLES_PER_OPERATION = 25
 """Per operation, generation mode and caller: enough to reach every declared error."""
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
@@ -61,9 +63,33 @@ def served(
         yield service, url
 
 
+def create_widget(base_url: str, headers: dict[str, str]) -> str:
+    """A new widget of the caller's account: its id."""
+    document = {"data": {"type": RESOURCE_TYPE, "attributes": {"name": "fuzzed"}}}
+    response = httpx.post(f"{base_url}/v1/widgets", json=document, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["id"])
+
+
 def has_input(operation: Operation) -> bool:
     """Whether the operation takes parameters or a body: what negative generation can break."""
     return any(True for _ in operation.iter_parameters()) or len(operation.body) > 0
+
+
+def addressed_to_the_service(case: Case) -> Case:
+    """The case's document, with the type and id the endpoint takes, to reach the storage.
+
+    The OpenAPI document says `data.type` and `data.id` are strings, but a type other than the
+    endpoint's is a 409, an id that is not the path's a 409, and a client-generated id a 403.
+    """
+    data = case.body.get("data") if isinstance(case.body, dict) else None
+    if isinstance(data, dict):
+        data["type"] = RESOURCE_TYPE
+        if case.path_parameters:
+            data["id"] = next(iter(case.path_parameters.values()))
+        else:
+            data.pop("id", None)
+    return case
 
 
 def fuzz(
@@ -71,10 +97,20 @@ def fuzz(
     mode: schemathesis.GenerationMode,
     base_url: str,
     headers: dict[str, str],
+    existing_id: str | None,
 ) -> None:
-    """Send the operation's generated requests; raise on the first failing check."""
+    """Send the operation's generated requests; raise on the first failing check.
 
-    @given(case=operation.as_strategy(generation_mode=mode))
+    Positive PATCH documents go to `existing_id`, a resource of the caller (if any).
+    """
+    if mode is schemathesis.GenerationMode.POSITIVE:
+        patching = existing_id is not None and operation.method.lower() == "patch"
+        path = {"widget_id": existing_id} if patching else {}
+        cases = operation.as_strategy(mode, path_parameters=path).map(addressed_to_the_service)
+    else:
+        cases = operation.as_strategy(mode)
+
+    @given(case=cases)
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
         derandomize=True,
@@ -98,6 +134,7 @@ def test_fuzzed_requests_get_declared_json_api_answers(
 ) -> None:
     service, base_url = served
     headers = {"Authorization": f"Bearer {service.account_token()}"} if caller == "account" else {}
+    existing_id = create_widget(base_url, headers) if headers else None
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     results = list(schema.get_all_operations())
     assert [result.err() for result in results if isinstance(result, Err)] == []
@@ -108,7 +145,7 @@ def test_fuzzed_requests_get_declared_json_api_answers(
     failures = []
     for operation in operations:
         try:
-            fuzz(operation, mode, base_url, headers)
+            fuzz(operation, mode, base_url, headers, existing_id)
         except (AssertionError, BaseExceptionGroup) as error:  # schemathesis' failures
             failures.append(f"{operation.label}: {error}")
     assert not failures, "\n\n".join(failures)
