@@ -17,6 +17,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.strategies import SearchStrategy
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -63,6 +64,18 @@ def served(
         yield service, url
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def operations_of(base_url: str) -> list[Operation]:
+    """The operations of the service's OpenAPI document (a failing test if one is unreadable)."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    results = list(schema.get_all_operations())
+    assert [result.err() for result in results if isinstance(result, Err)] == []
+    return [result.ok() for result in results if not isinstance(result, Err)]
+
+
 def create_widget(base_url: str, headers: dict[str, str]) -> str:
     """A new widget of the caller's account: its id."""
     document = {"data": {"type": RESOURCE_TYPE, "attributes": {"name": "fuzzed"}}}
@@ -92,23 +105,30 @@ def addressed_to_the_service(case: Case) -> Case:
     return case
 
 
+def not_found(
+    _ctx: schemathesis.CheckContext, response: schemathesis.Response, _case: Case
+) -> None:
+    """Another account's widget, whatever is sent: never found, never changed."""
+    assert response.status_code in {404, 422}, f"another account's widget: {response.status_code}"
+
+
+def cases_of(
+    operation: Operation, mode: schemathesis.GenerationMode, path: dict[str, str] | None = None
+) -> SearchStrategy[Case]:
+    """The operation's generated requests (to `path`'s parameters, when given)."""
+    cases = operation.as_strategy(mode, path_parameters=path)
+    if mode is schemathesis.GenerationMode.POSITIVE:
+        return cases.map(addressed_to_the_service)
+    return cases
+
+
 def fuzz(
-    operation: Operation,
-    mode: schemathesis.GenerationMode,
+    cases: SearchStrategy[Case],
     base_url: str,
     headers: dict[str, str],
-    existing_id: str | None,
+    checks: tuple[schemathesis.CheckFunction, ...] = (jsonapi_body,),
 ) -> None:
-    """Send the operation's generated requests; raise on the first failing check.
-
-    Positive PATCH documents go to `existing_id`, a resource of the caller (if any).
-    """
-    if mode is schemathesis.GenerationMode.POSITIVE:
-        patching = existing_id is not None and operation.method.lower() == "patch"
-        path = {"widget_id": existing_id} if patching else {}
-        cases = operation.as_strategy(mode, path_parameters=path).map(addressed_to_the_service)
-    else:
-        cases = operation.as_strategy(mode)
+    """Send the generated requests; raise on the first failing check."""
 
     @given(case=cases)
     @settings(
@@ -121,7 +141,7 @@ def fuzz(
     )
     def send(case: Case) -> None:
         case.call_and_validate(
-            base_url=base_url, headers=headers, checks=CHECKS, additional_checks=[jsonapi_body]
+            base_url=base_url, headers=headers, checks=CHECKS, additional_checks=list(checks)
         )
 
     send()
@@ -133,19 +153,36 @@ def test_fuzzed_requests_get_declared_json_api_answers(
     served: tuple[GeneratedService, str], caller: str, mode: schemathesis.GenerationMode
 ) -> None:
     service, base_url = served
-    headers = {"Authorization": f"Bearer {service.account_token()}"} if caller == "account" else {}
-    existing_id = create_widget(base_url, headers) if headers else None
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    results = list(schema.get_all_operations())
-    assert [result.err() for result in results if isinstance(result, Err)] == []
-    operations = [result.ok() for result in results if not isinstance(result, Err)]
+    headers = bearer(service.account_token()) if caller == "account" else {}
+    # Positive PATCH documents go to a widget of the caller, to reach the storage's update.
+    existing = {"widget_id": create_widget(base_url, headers)} if headers else {}
+    operations = operations_of(base_url)
     if mode is schemathesis.GenerationMode.NEGATIVE:
         operations = [operation for operation in operations if has_input(operation)]
     assert operations
     failures = []
     for operation in operations:
         try:
-            fuzz(operation, mode, base_url, headers, existing_id)
+            path = existing if operation.method.lower() == "patch" else None
+            fuzz(cases_of(operation, mode, path), base_url, headers)
+        except (AssertionError, BaseExceptionGroup) as error:  # schemathesis' failures
+            failures.append(f"{operation.label}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_another_accounts_widget_is_not_found_whatever_is_sent(
+    served: tuple[GeneratedService, str],
+) -> None:
+    service, base_url = served
+    widget = {"widget_id": create_widget(base_url, bearer(service.account_token("acct-1")))}
+    other = bearer(service.account_token("acct-2"))
+    operations = [op for op in operations_of(base_url) if "{widget_id}" in op.path]
+    assert operations
+    failures = []
+    for operation in operations:
+        try:
+            cases = cases_of(operation, schemathesis.GenerationMode.POSITIVE, widget)
+            fuzz(cases, base_url, other, checks=(jsonapi_body, not_found))
         except (AssertionError, BaseExceptionGroup) as error:  # schemathesis' failures
             failures.append(f"{operation.label}: {error}")
     assert not failures, "\n\n".join(failures)
