@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -11,8 +12,10 @@ from subprocess import CompletedProcess
 import pytest
 import yaml
 
-from harness.commands import find_python, run
+from harness.commands import find_python, run, tool_env
 from harness.generate import copy
+from harness.postgres import free_port, fresh_database
+from harness.serve import serving
 
 DEFAULT_PYTHON = "3.11"
 """copier.yml's default `python_version`."""
@@ -29,6 +32,7 @@ OFFLINE = {
     "https_proxy": "http://127.0.0.1:9",
 }
 """Where pre-commit or uv could reach the network, they fail instead."""
+ALEMBIC_UPGRADE = ("uv", "run", "--locked", "alembic", "upgrade", "head")
 
 
 def service_files(root: Path) -> list[Path]:
@@ -156,3 +160,30 @@ class ServiceCache:
             service.run("uv", "sync", "--locked")
             self._services[key] = service
         return self._services[key]
+
+
+@contextmanager
+def serving_service(
+    service: GeneratedService, *, log: Path, database_url: Callable[[], str]
+) -> Iterator[str]:
+    """The service started as its container starts it (`python -m <package>`), on a free port;
+    yields its base URL. The postgres variant gets a fresh database of the server at
+    `database_url()` (called only for it), migrated as the deploy does."""
+    with ExitStack() as stack:
+        port = free_port()
+        env = {**service.env, "HTTP_PORT": str(port)}
+        if service.answers.get("database") == "postgres":
+            url = stack.enter_context(fresh_database(database_url()))
+            service.run(*ALEMBIC_UPGRADE, env={"DATABASE_URL": url})
+            env["DATABASE_URL"] = url
+        base_url = f"http://127.0.0.1:{port}"
+        stack.enter_context(
+            serving(
+                ["uv", "run", "--locked", "python", "-m", service.package_name],
+                cwd=service.path,
+                env=tool_env(env),
+                base_url=base_url,
+                log=log,
+            )
+        )
+        yield base_url

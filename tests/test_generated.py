@@ -7,19 +7,22 @@ postgres variant on a fresh database of the test server, migrated as the deploy 
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from harness.commands import tool_env
-from harness.postgres import free_port, fresh_database
-from harness.serve import serving
-from tests.services import GeneratedService, ServiceCache, assert_pytest_green, variant_params
+from tests.services import (
+    GeneratedService,
+    ServiceCache,
+    assert_pytest_green,
+    serving_service,
+    variant_params,
+)
 
 VARIANTS = {
     "defaults": {},
@@ -31,7 +34,6 @@ VARIANTS = {
     "python-3.13": {"python_version": "3.13"},
     "postgres": {"database": "postgres"},
 }
-ALEMBIC_UPGRADE = ("uv", "run", "--locked", "alembic", "upgrade", "head")
 WITHOUT_DATABASE = [name for name in VARIANTS if "database" not in VARIANTS[name]]
 """The variants whose test suites need no database server: tests/test_database.py runs the
 postgres variant's suite, against one."""
@@ -79,26 +81,9 @@ def test_test_suite_passes(variant: str, services: ServiceCache) -> None:
 def served(
     service: GeneratedService, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[str]:
-    """The service started as its container starts it (`python -m <package>`), on a free port: the
-    postgres variant on a fresh database of the test server, migrated as the deploy does."""
-    with ExitStack() as stack:
-        port = free_port()
-        env = {**service.env, "HTTP_PORT": str(port)}
-        if service.answers.get("database") == "postgres":
-            url = stack.enter_context(fresh_database(request.getfixturevalue("database_url")))
-            service.run(*ALEMBIC_UPGRADE, env={"DATABASE_URL": url})
-            env["DATABASE_URL"] = url
-        base_url = f"http://127.0.0.1:{port}"
-        stack.enter_context(
-            serving(
-                ["uv", "run", "--locked", "python", "-m", service.package_name],
-                cwd=service.path,
-                env=tool_env(env),
-                base_url=base_url,
-                log=tmp_path / "service.log",
-            )
-        )
-        yield base_url
+    database_url = functools.partial(request.getfixturevalue, "database_url")
+    with serving_service(service, log=tmp_path / "service.log", database_url=database_url) as url:
+        yield url
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, object]]:

@@ -82,11 +82,13 @@ def test_openapi_names_the_token_and_the_errors_of_each_route_under_a_policy(
     paths = schema["paths"]
     create = paths["/v1/widgets"]["post"]
     assert create["security"] == [{"accountToken": []}]
-    assert {"401", "403", "406", "415", "422"} <= set(create["responses"])
+    assert {"400", "401", "403", "406", "409", "415", "422"} <= set(create["responses"])
     assert "404" not in create["responses"]
     read = paths["/v1/widgets/{widget_id}"]["get"]
     assert {"401", "404", "406"} <= set(read["responses"])
-    assert not {"403", "415"} & set(read["responses"])  # CurrentAccount asks for no feature
+    assert not {"403", "409", "415"} & set(read["responses"])  # no feature asked, no document
+    # The type or id of an UpdateDocument that is not the endpoint's (JSON:API: 409).
+    assert "409" in paths["/v1/widgets/{widget_id}"]["patch"]["responses"]
     assert paths["/v1/widgets/{widget_id}/export"]["get"]["responses"]["403"]
     assert paths["/search"]["get"]["security"] == [{"accountToken": []}]  # no dependency needed
     assert paths["/internal/ping"]["get"]["security"] == [{"internalToken": []}]

@@ -18,7 +18,7 @@ from smplcore.auth import (
 )
 from smplcore.catalog import CATALOG_STATE_KEY, DEFAULT_CATALOG, Catalog, required_feature
 from smplcore.errors import api_routes, install_error_handlers
-from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
+from smplcore.jsonapi import JSONAPI_MEDIA_TYPE, CreateDocument, UpdateDocument
 from smplcore.logging import configure_logging
 from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import CoreSettings
@@ -147,11 +147,13 @@ def jsonapi_openapi(
     """Rewrite an OpenAPI document for JSON:API and the core's middleware.
 
     ``application/json`` bodies become ``application/vnd.api+json``; every error response
-    (FastAPI's validation errors among them: 422 for the body, 400 for parameters) is a
-    JSON:API error document. Given the ``app``, each operation names the bearer token it
-    needs (every non-public path under ``access``; else the routes that ask for the caller)
-    with its 401, and the errors the core answers: 403 (``require_feature``), 404 (a path
-    with parameters), 406, 415 (a request body).
+    (FastAPI's validation errors among them: 422 for the body, 400 for parameters or a body
+    that is not JSON) is a JSON:API error document. Given the ``app``, each operation names
+    the bearer token it needs (every non-public path under ``access``; else the routes that
+    ask for the caller) with its 401, and the errors the core answers: 403
+    (``require_feature``, or a client-generated id in a ``CreateDocument``), 404 (a path with
+    parameters), 406, 409 (the type or id of a ``CreateDocument`` or ``UpdateDocument``), 415
+    (a request body).
     """
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorDocument"] = _ERROR_DOCUMENT_SCHEMA
@@ -191,8 +193,8 @@ def _errors_answered(operation: dict[str, Any], route: Any, token: str | None) -
     responses = operation.get("responses", {})
     errors = {"422": "Validation Error"} if "422" in responses else {}
     parameters = operation.get("parameters", [])
-    if errors and parameters:
-        errors["400"] = "Bad Request"
+    if errors and (parameters or "requestBody" in operation):
+        errors["400"] = "Bad Request"  # a parameter FastAPI refuses, or a body that is not JSON
     if route is None:
         return errors
     errors["406"] = "Not Acceptable"
@@ -204,6 +206,11 @@ def _errors_answered(operation: dict[str, Any], route: Any, token: str | None) -
         errors["404"] = "Not Found"
     if "requestBody" in operation:
         errors["415"] = "Unsupported Media Type"
+    documents = _request_documents(route)
+    if any(issubclass(document, (CreateDocument, UpdateDocument)) for document in documents):
+        errors["409"] = "Conflict"  # a type, or an id, that is not the endpoint's
+    if any(issubclass(document, CreateDocument) for document in documents):
+        errors["403"] = "Forbidden"  # a client-generated id the endpoint does not accept
     return {
         status: errors[status]
         for status in sorted(errors)
@@ -219,6 +226,13 @@ def _routes_by_operation(app: FastAPI) -> dict[tuple[str, str], Any]:
         if getattr(route, "dependant", None) is not None
         for method in route.methods or ()
     }
+
+
+def _request_documents(route: Any) -> list[type]:
+    """The classes of the route's body parameters (those declared as a class)."""
+    dependants = [route.dependant, *_dependencies(route.dependant)]
+    annotations = [field.field_info.annotation for d in dependants for field in d.body_params]
+    return [annotation for annotation in annotations if isinstance(annotation, type)]
 
 
 def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
