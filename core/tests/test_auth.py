@@ -2,6 +2,8 @@
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -440,3 +442,13 @@ def test_rs256_account_tokens(
     forged = f"{header}.{b64(account_claims())}.c2lnbmF0dXJl"
     with pytest.raises(UnauthorizedError, match="algorithm"):
         verifier.verify_account(forged)
+
+
+def test_importing_the_core_leaves_pyjwt_and_cryptography_unloaded() -> None:
+    """Every process of a service imports the core; PyJWT (with `cryptography`) waits for the
+    first app or token, so that an import stays cheap (bench: import)."""
+    probe = "import sys, smplcore; print(sorted({'jwt', 'cryptography'} & set(sys.modules)))"
+    result = subprocess.run(  # noqa: S603 - this interpreter, a fixed statement
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

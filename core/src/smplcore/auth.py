@@ -16,17 +16,17 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
-import jwt
-import jwt.exceptions
 from fastapi import Depends, Request
-from jwt.algorithms import get_default_algorithms
 from typing_extensions import deprecated
 
 from smplcore._context import AccountContext, InternalCaller, RequestContext, request_context
 from smplcore.errors import UnauthorizedError
 from smplcore.settings import MAX_INTERNAL_TOKEN_TTL, CoreSettings, check_service_name
+
+if TYPE_CHECKING:
+    import jwt
 
 __all__ = [
     "ACCOUNT_TOKEN_CLAIMS",
@@ -107,18 +107,28 @@ def _challenge(realm: str, error: str | None = None, description: str | None = N
     return value
 
 
-_FAILURES: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
-    (jwt.ExpiredSignatureError, "The token has expired"),
-    (jwt.ImmatureSignatureError, "The token is not yet valid"),
-    (jwt.InvalidAudienceError, "The token is not addressed to this service"),
-    (jwt.InvalidIssuerError, "The token was not issued by a trusted issuer"),
-    (jwt.exceptions.InvalidSubjectError, "The token's subject is invalid"),
-    (jwt.exceptions.InvalidJTIError, "The token's id is invalid"),
-    (jwt.InvalidSignatureError, "The token's signature does not verify"),
-    (jwt.InvalidAlgorithmError, "The token's algorithm is not allowed"),
-    (jwt.InvalidKeyError, "The token's algorithm is not allowed"),
-    (jwt.DecodeError, "The token is malformed"),
-)
+def _failure_detail(exc: jwt.PyJWTError) -> str:
+    """What the client is told about a token PyJWT refused."""
+    from jwt import exceptions  # noqa: PLC0415 - see TokenVerifier.update_settings
+
+    if isinstance(exc, exceptions.MissingRequiredClaimError):
+        return f"The token lacks the required claim '{exc.claim}'"
+    failures: tuple[tuple[type[exceptions.PyJWTError], str], ...] = (
+        (exceptions.ExpiredSignatureError, "The token has expired"),
+        (exceptions.ImmatureSignatureError, "The token is not yet valid"),
+        (exceptions.InvalidAudienceError, "The token is not addressed to this service"),
+        (exceptions.InvalidIssuerError, "The token was not issued by a trusted issuer"),
+        (exceptions.InvalidSubjectError, "The token's subject is invalid"),
+        (exceptions.InvalidJTIError, "The token's id is invalid"),
+        (exceptions.InvalidSignatureError, "The token's signature does not verify"),
+        (exceptions.InvalidAlgorithmError, "The token's algorithm is not allowed"),
+        (exceptions.InvalidKeyError, "The token's algorithm is not allowed"),
+        (exceptions.DecodeError, "The token is malformed"),
+    )
+    for kind, detail in failures:
+        if isinstance(exc, kind):
+            return detail
+    return "The token is invalid"
 
 
 class TokenVerifier:
@@ -135,6 +145,10 @@ class TokenVerifier:
 
     def update_settings(self, settings: CoreSettings) -> None:
         """Use new settings (e.g. rotated keys); every cached verification is dropped."""
+        # PyJWT imports `cryptography`, most of the core's own import time: it is imported when
+        # the app is built, not when a service imports the core (bench: import).
+        from jwt.algorithms import get_default_algorithms  # noqa: PLC0415
+
         auth = settings.auth
         self.settings = settings
         self._realm = settings.service_name
@@ -165,14 +179,6 @@ class TokenVerifier:
         header = _challenge(self._realm, error, detail if error else None)
         return UnauthorizedError(detail, headers={"WWW-Authenticate": header})
 
-    def _invalid(self, exc: jwt.PyJWTError) -> UnauthorizedError:
-        if isinstance(exc, jwt.MissingRequiredClaimError):
-            return self._unauthorized(f"The token lacks the required claim '{exc.claim}'")
-        for kind, detail in _FAILURES:
-            if isinstance(exc, kind):
-                return self._unauthorized(detail)
-        return self._unauthorized("The token is invalid")
-
     # -- the cache: a verified token is not decoded again while it lives
 
     def _recall(self, token: str, kind: type[_Caller]) -> _Caller | None:
@@ -202,6 +208,8 @@ class TokenVerifier:
         claims: tuple[str, ...],
         issuer: str | None,
     ) -> dict[str, Any]:
+        import jwt  # noqa: PLC0415 - see update_settings
+
         if len(token) > _MAX_TOKEN_LENGTH:
             raise self._unauthorized("The token is malformed")
         try:
@@ -215,7 +223,7 @@ class TokenVerifier:
                 options={"require": list(claims), "verify_signature": True},
             )
         except jwt.PyJWTError as exc:
-            raise self._invalid(exc) from None
+            raise self._unauthorized(_failure_detail(exc)) from None
         return payload
 
     # -- account tokens
@@ -357,6 +365,8 @@ def issue_internal_token(
     settings: CoreSettings, *, audience: str, ttl_seconds: int | None = None
 ) -> str:
     """A token for calling ``audience`` as ``settings.service_name`` (HS256, <= 5 minutes)."""
+    import jwt  # noqa: PLC0415 - see TokenVerifier.update_settings
+
     check_service_name(audience)
     ttl = settings.auth.internal_token_ttl_seconds if ttl_seconds is None else ttl_seconds
     if not 1 <= ttl <= MAX_INTERNAL_TOKEN_TTL:

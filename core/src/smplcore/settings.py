@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
-import jwt
-from jwt.algorithms import HMACAlgorithm, get_default_algorithms
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from jwt.algorithms import Algorithm
 
 __all__ = ["MAX_INTERNAL_TOKEN_TTL", "SERVICE_NAME_PATTERN", "AuthSettings", "CoreSettings"]
 
@@ -25,7 +26,11 @@ MAX_INTERNAL_TOKEN_TTL: Final = 300
 _LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
 
 
-def _known_algorithms() -> dict[str, jwt.algorithms.Algorithm]:
+def _known_algorithms() -> dict[str, Algorithm]:
+    # PyJWT imports `cryptography`, most of the core's own import time: it is imported when
+    # settings are first validated, not when a service imports the core (bench: import).
+    from jwt.algorithms import get_default_algorithms  # noqa: PLC0415
+
     return {name: alg for name, alg in get_default_algorithms().items() if name != "none"}
 
 
@@ -80,13 +85,16 @@ class AuthSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_keys(self) -> AuthSettings:
+        from jwt import InvalidKeyError  # noqa: PLC0415 - see _known_algorithms
+        from jwt.algorithms import HMACAlgorithm  # noqa: PLC0415
+
         key = self.account_token_key.get_secret_value()
         known = _known_algorithms()
         for name in self.account_token_algorithms:
             algorithm = known[name]
             try:
                 algorithm.prepare_key(key)
-            except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+            except (InvalidKeyError, ValueError, TypeError) as exc:
                 raise ValueError(
                     f"account_token_key is not a valid key for {name}: {exc}"
                 ) from None
@@ -106,6 +114,8 @@ class AuthSettings(BaseModel):
     @property
     def uses_hmac(self) -> bool:
         """True when account tokens are verified with a shared secret (HS* algorithms)."""
+        from jwt.algorithms import HMACAlgorithm  # noqa: PLC0415 - see _known_algorithms
+
         known = _known_algorithms()
         return all(isinstance(known[name], HMACAlgorithm) for name in self.account_token_algorithms)
 
