@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from jsonschema.protocols import Validator
 from pydantic import BaseModel, ValidationError
+from pydantic.errors import PydanticSchemaGenerationError
 
 from smplcore import (
     CollectionDocument,
@@ -79,6 +80,25 @@ def test_unparametrized_resource_keeps_its_attributes() -> None:
 def test_resource_type_must_be_a_member_name() -> None:
     with pytest.raises(ValidationError):
         Resource[Attrs](type="bad type!", id="1", attributes=Attrs(name="a"))
+
+
+def test_a_parametrized_resource_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Fresh(BaseModel):
+        name: str
+
+    first = Resource[Fresh]
+
+    def rebuilt(cls: type[BaseModel], params: object) -> None:
+        raise AssertionError(f"{cls.__name__}[{params}] went through pydantic's generics again")
+
+    monkeypatch.setattr(BaseModel, "__class_getitem__", classmethod(rebuilt))
+    assert Resource[Fresh] is first
+    assert first(type="widgets", id="1", attributes={"name": "a"}).attributes == Fresh(name="a")
+
+
+def test_bad_resource_parameters_are_reported_by_pydantic() -> None:
+    with pytest.raises(PydanticSchemaGenerationError, match="Unable to generate"):
+        Resource[[Attrs]]  # type: ignore[misc, valid-type]
 
 
 def test_collection_document_middle_page(assert_document: Callable[[object], None]) -> None:

@@ -92,13 +92,31 @@ class CollectionMeta(TypedDict):
 ResourceType = Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, examples=["widgets"])]
 
 
+_parametrized_resources: dict[tuple[type[BaseModel], object], type[BaseModel]] = {}
+
+
 class Resource(BaseModel, Generic[AttributesT]):
-    """A resource object. ``links`` is left out of the JSON when it is ``None``."""
+    """A resource object. ``links`` is left out of the JSON when it is ``None``.
+
+    ``Resource[Attributes](...)`` may be written inline where a route builds each resource of a
+    page: the parametrized class is looked up in a plain dict, not rebuilt through pydantic's
+    generic machinery on every subscription.
+    """
 
     type: ResourceType
     id: str
     attributes: AttributesT
     links: SelfLinks | None = Field(default=None, exclude_if=_is_none)
+
+    def __class_getitem__(cls, params: Any) -> Any:
+        try:
+            return _parametrized_resources[cls, params]
+        except (KeyError, TypeError):  # a first subscription, or unhashable parameters
+            pass
+        parametrized = super().__class_getitem__(params)  # reports bad parameters
+        if isinstance(parametrized, type):  # not a forward reference still being resolved
+            _parametrized_resources[cls, params] = parametrized
+        return parametrized
 
 
 class ResourceDocument(BaseModel, Generic[AttributesT]):
