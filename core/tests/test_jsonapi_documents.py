@@ -1,12 +1,14 @@
 """JSON:API documents built by the core, and request documents parsed by it."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from jsonschema.protocols import Validator
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.errors import PydanticSchemaGenerationError
 
 from smplcore import (
     CollectionDocument,
@@ -79,6 +81,88 @@ def test_unparametrized_resource_keeps_its_attributes() -> None:
 def test_resource_type_must_be_a_member_name() -> None:
     with pytest.raises(ValidationError):
         Resource[Attrs](type="bad type!", id="1", attributes=Attrs(name="a"))
+
+
+def test_a_parametrized_resource_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Fresh(BaseModel):
+        name: str
+
+    first = Resource[Fresh]
+
+    def rebuilt(cls: type[BaseModel], params: object) -> None:
+        raise AssertionError(f"{cls.__name__}[{params}] went through pydantic's generics again")
+
+    monkeypatch.setattr(BaseModel, "__class_getitem__", classmethod(rebuilt))
+    assert Resource[Fresh] is first
+    assert first(type="widgets", id="1", attributes={"name": "a"}).attributes == Fresh(name="a")
+
+
+def test_bad_resource_parameters_are_reported_by_pydantic() -> None:
+    with pytest.raises(PydanticSchemaGenerationError, match="Unable to generate"):
+        Resource[[Attrs]]  # type: ignore[misc, valid-type]
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    name: str
+    size: int
+    owner: str = "kept out of the attributes"
+
+
+class RowAttrs(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    size: int = Field(ge=1)
+
+
+def test_resource_from_row_reads_and_validates_its_attributes() -> None:
+    resource = Resource[RowAttrs].from_row(
+        Row(id=7, name="a", size=2), resource_type="widgets", self_link="http://x/v1/widgets/7"
+    )
+    assert resource.model_dump(mode="json") == {
+        "type": "widgets",
+        "id": "7",
+        "attributes": {"name": "a", "size": 2},
+        "links": {"self": "http://x/v1/widgets/7"},
+    }
+    without_link = Resource[RowAttrs].from_row(Row(id=7, name="a", size=2), resource_type="w")
+    assert "links" not in without_link.model_dump(mode="json")
+    with pytest.raises(ValidationError, match=r"attributes\.size"):
+        Resource[RowAttrs].from_row(Row(id=7, name="a", size=0), resource_type="widgets")
+
+
+def test_resources_from_rows_link_to_their_collection(
+    assert_document: Callable[[object], None],
+) -> None:
+    rows = [Row(id=1, name="a", size=1), Row(id=2, name="b", size=3)]
+    resources = Resource[RowAttrs].from_rows(
+        rows, resource_type="widgets", collection_url="http://x/v1/widgets"
+    )
+    assert [resource.id for resource in resources] == ["1", "2"]
+    assert [resource.attributes for resource in resources] == [
+        RowAttrs(name="a", size=1),
+        RowAttrs(name="b", size=3),
+    ]
+    assert [resource.links for resource in resources] == [
+        {"self": "http://x/v1/widgets/1"},
+        {"self": "http://x/v1/widgets/2"},
+    ]
+    document = collection_document(resources, page=Page(), total=2, url="http://x/v1/widgets")
+    assert type(document) is CollectionDocument[RowAttrs]
+    assert_document(document.model_dump(mode="json"))
+    with pytest.raises(ValidationError, match=r"1\.attributes\.size"):
+        Resource[RowAttrs].from_rows(
+            [rows[0], Row(id=3, name="c", size=0)], resource_type="widgets", collection_url="/"
+        )
+
+
+def test_resources_from_rows_need_the_attributes_model() -> None:
+    with pytest.raises(TypeError, match=r"Resource\[Attributes\]"):
+        Resource.from_rows([Row(id=1, name="a", size=1)], resource_type="w", collection_url="/")
+    with pytest.raises(TypeError, match=r"Resource\[Attributes\]"):
+        Resource.from_row(Row(id=1, name="a", size=1), resource_type="w")
 
 
 def test_collection_document_middle_page(assert_document: Callable[[object], None]) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Generic, TypeVar, cast
+from typing import Annotated, Any, Final, Generic, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict, deprecated
 
 from smplcore.errors import BadRequestError, ConflictError, ForbiddenError, error_document
@@ -92,13 +92,72 @@ class CollectionMeta(TypedDict):
 ResourceType = Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, examples=["widgets"])]
 
 
+_parametrized_resources: dict[tuple[type[BaseModel], object], type[BaseModel]] = {}
+
+
 class Resource(BaseModel, Generic[AttributesT]):
-    """A resource object. ``links`` is left out of the JSON when it is ``None``."""
+    """A resource object. ``links`` is left out of the JSON when it is ``None``.
+
+    ``Resource[Attributes](...)`` may be written inline where a route builds each resource of a
+    page: the parametrized class is looked up in a plain dict, not rebuilt through pydantic's
+    generic machinery on every subscription.
+    """
 
     type: ResourceType
     id: str
     attributes: AttributesT
     links: SelfLinks | None = Field(default=None, exclude_if=_is_none)
+
+    def __class_getitem__(cls, params: Any) -> Any:
+        try:
+            return _parametrized_resources[cls, params]
+        except (KeyError, TypeError):  # a first subscription, or unhashable parameters
+            pass
+        parametrized = super().__class_getitem__(params)  # reports bad parameters
+        if isinstance(parametrized, type):  # not a forward reference still being resolved
+            _parametrized_resources[cls, params] = parametrized
+        return parametrized
+
+    @classmethod
+    def from_row(cls, row: Any, *, resource_type: str, self_link: str | None = None) -> Self:
+        """The resource of a stored row: ``id`` is ``str(row.id)``; the attributes are read
+        from the row's attributes of the same names and validated there, once.
+
+        ``Resource[WidgetAttributes].from_row(widget, resource_type="widgets", self_link=url)``
+        """
+        _require_attributes_model(cls)
+        fields: dict[str, Any] = {"type": resource_type, "id": str(row.id), "attributes": row}
+        if self_link is not None:
+            fields["links"] = {"self": self_link}
+        return cls.model_validate(fields, from_attributes=True)
+
+    @classmethod
+    def from_rows(
+        cls, rows: Iterable[Any], *, resource_type: str, collection_url: str
+    ) -> list[Self]:
+        """One resource per stored row, as :meth:`from_row` builds it, all validated in one step;
+        each one's ``links.self`` is ``{collection_url}/{id}``."""
+        _require_attributes_model(cls)
+        adapter = _resource_lists.get(cls)
+        if adapter is None:
+            adapter = _resource_lists[cls] = TypeAdapter(list[cls])  # type: ignore[valid-type]
+        fields = []
+        for row in rows:
+            resource_id = str(row.id)
+            link = {"self": f"{collection_url}/{resource_id}"}
+            fields.append(
+                {"type": resource_type, "id": resource_id, "attributes": row, "links": link}
+            )
+        return cast("list[Self]", adapter.validate_python(fields, from_attributes=True))
+
+
+_resource_lists: dict[type[Resource[Any]], TypeAdapter[list[Any]]] = {}
+
+
+def _require_attributes_model(resource: type[Resource[Any]]) -> None:
+    """Without an attributes model, the row itself would become the attributes."""
+    if not resource.__pydantic_generic_metadata__["args"]:
+        raise TypeError("name the attributes model: Resource[Attributes].from_row(...)")
 
 
 class ResourceDocument(BaseModel, Generic[AttributesT]):
