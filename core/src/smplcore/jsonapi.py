@@ -109,6 +109,8 @@ class Resource(BaseModel, Generic[AttributesT]):
     links: SelfLinks | None = Field(default=None, exclude_if=_is_none)
 
     def __class_getitem__(cls, params: Any) -> Any:
+        # pydantic's own lookup costs ~2.5 µs a subscription, ~120 µs per page of 50 resources
+        # built inline (bench: load, page of 50); a dict lookup costs ~0.3 µs.
         try:
             return _parametrized_resources[cls, params]
         except (KeyError, TypeError):  # a first subscription, or unhashable parameters
