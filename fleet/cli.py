@@ -1,0 +1,183 @@
+"""`fleet report` and `fleet update`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fleet import report, update
+from fleet.probe import Context, Service, gh_ready, probe
+from fleet.sources import FleetFileError, Repository, read_fleet_file, topic_repositories
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    source = common.add_argument_group("which repositories")
+    source.add_argument(
+        "--fleet", type=Path, default=Path("fleet.yml"),
+        help="fleet file listing the services (default: fleet.yml)",
+    )  # fmt: skip
+    source.add_argument("--topic", help="instead: the repositories carrying this GitHub topic…")
+    source.add_argument("--org", help="…in this organisation (needs gh, logged in)")
+    common.add_argument(
+        "--template",
+        help="the template's git URL (default: the one each service's answers file records)",
+    )
+    common.add_argument(
+        "--index", help="the index to look the core up on (default: each service's own index)"
+    )
+    common.add_argument("--jobs", type=int, default=8, help="repositories read at once")
+    common.add_argument(
+        "--strict", action="store_true",
+        help="exit non-zero when a repository cannot be read (report) or updated (update)",
+    )  # fmt: skip
+
+    main_parser = argparse.ArgumentParser(
+        prog="fleet", description="Which services lag the template and the core, and updating them."
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    report_parser = commands.add_parser(
+        "report", parents=[common], help="the fleet's drift: terminal table, Markdown, JSON, HTML"
+    )
+    report_parser.add_argument(
+        "--output", type=Path, default=Path("fleet-report"),
+        help="folder for fleet.md, fleet.json and fleet.html (default: fleet-report)",
+    )  # fmt: skip
+    update_parser = commands.add_parser(
+        "update", parents=[common], help="bring the lagging services to the newest release"
+    )
+    update_parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="only these services (names as in the report)"
+    )
+    update_parser.add_argument(
+        "--local", action="store_true",
+        help="run the update here, in scratch clones, instead of each service's workflow",
+    )  # fmt: skip
+    update_parser.add_argument(
+        "--push", action="store_true",
+        help="with --local: push each update to its branch template-update/<version>",
+    )  # fmt: skip
+    return main_parser
+
+
+def repositories(arguments: argparse.Namespace) -> list[Repository]:
+    if arguments.topic or arguments.org:
+        if not (arguments.topic and arguments.org):
+            raise FleetFileError("--topic and --org go together")
+        return topic_repositories(arguments.org, arguments.topic)
+    return read_fleet_file(arguments.fleet)
+
+
+def in_parallel(
+    items: Iterable[T], work: Callable[[T, Path], R], jobs: int, what: str, console: Console
+) -> list[R]:
+    """`work(item, scratch folder)` for every item, `jobs` at a time, with a progress bar; the
+    results in the items' order."""
+    items = list(items)
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-") as scratch,
+        Progress(*columns, console=console, transient=True) as progress,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as pool,
+    ):
+        task = progress.add_task(what, total=len(items))
+
+        def one(numbered: tuple[int, T]) -> R:
+            folder = Path(scratch) / str(numbered[0])
+            folder.mkdir()
+            try:
+                return work(numbered[1], folder)
+            finally:
+                progress.advance(task)
+
+        return list(pool.map(one, enumerate(items)))
+
+
+def read_fleet(arguments: argparse.Namespace, console: Console) -> list[Service]:
+    context = Context(template=arguments.template, index_url=arguments.index, use_gh=gh_ready())
+    found = in_parallel(
+        repositories(arguments),
+        lambda repository, scratch: probe(repository, scratch, context),
+        arguments.jobs,
+        "Reading the fleet",
+        console,
+    )
+    return [service for services in found for service in services]
+
+
+def run_report(arguments: argparse.Namespace, console: Console) -> int:
+    services = read_fleet(arguments, console)
+    now = Context(template=None, index_url=None, use_gh=False).now
+    report.terminal(services, now, console)
+    output: Path = arguments.output
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "fleet.md").write_text(report.markdown(services, now))
+    (output / "fleet.json").write_text(report.as_json(services, now))
+    (output / "fleet.html").write_text(report.html_page(services, now))
+    console.print(f"Written: {output}/fleet.md, fleet.json, fleet.html")
+    failed = any(service.error for service in services)
+    return 1 if arguments.strict and failed else 0
+
+
+def run_update(arguments: argparse.Namespace, console: Console) -> int:
+    if arguments.push and not arguments.local:
+        raise FleetFileError("--push goes with --local (the workflows push their own branches)")
+    services = read_fleet(arguments, console)
+    known = {service.name for service in services}
+    unknown = sorted(set(arguments.only or []) - known)
+    if unknown:
+        raise FleetFileError(f"--only names no service of the fleet: {', '.join(unknown)}")
+    chosen = [s for s in services if not arguments.only or s.name in arguments.only]
+    lagging: dict[str, tuple[Repository, list[Service]]] = {}
+    for service in chosen:
+        if service.error is None and service.behind:
+            repository = Repository(service.name.split("/projects/")[0], service.repository)
+            lagging.setdefault(repository.url, (repository, []))[1].append(service)
+    for service in chosen:
+        if service.error:
+            console.print(f"{service.name}: skipped, {service.error}")
+        elif not service.behind:
+            console.print(f"{service.name}: up to date ({service.version})")
+    if arguments.local:
+        outcomes = in_parallel(
+            lagging.values(),
+            lambda pair, scratch: update.update_locally(*pair, scratch, push=arguments.push),
+            arguments.jobs,
+            "Updating",
+            console,
+        )
+    else:
+        outcomes = [update.start_workflow(*pair) for pair in lagging.values()]
+    for outcome in outcomes:
+        detail = ", ".join(outcome.conflicts) or outcome.detail
+        pushed = f" -> {outcome.branch}" if outcome.branch and outcome.status != "failed" else ""
+        console.print(
+            f"{', '.join(outcome.services)}: {outcome.status}{pushed}"
+            + (f" ({detail})" if detail else "")
+        )
+    failed = any(outcome.status in ("failed", "conflicted") for outcome in outcomes)
+    return 1 if arguments.strict and (failed or any(s.error for s in chosen)) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200")))
+    try:
+        if arguments.command == "report":
+            return run_report(arguments, console)
+        return run_update(arguments, console)
+    except FleetFileError as error:
+        console.print(f"fleet: {error}", style="red", highlight=False)
+        return 2

@@ -1,0 +1,38 @@
+"""Running git and gh: never a prompt for credentials, the error as the tool said it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+QUIET_GIT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+"""A repository that asks for credentials fails at once instead of waiting for an answer."""
+
+
+class CommandError(Exception):
+    """A command failed; the message is the last line it wrote to stderr."""
+
+
+def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - git, gh, uv and copier, with arguments from the fleet
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **QUIET_GIT},
+    )
+
+
+def checked(command: list[str], cwd: Path | None = None) -> str:
+    """The command's standard output; CommandError when it fails."""
+    done = run(command, cwd)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise CommandError(lines[-1].removeprefix("fatal: ") if lines else f"{command[0]} failed")
+    return done.stdout
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return checked(["git", *args], cwd)

@@ -1,0 +1,356 @@
+"""What one repository of the fleet says about itself, read from a shallow clone: its answers,
+its lock, its leftover conflicts, and (through `gh`) its open update pull requests."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar, cast
+
+import yaml
+from packaging.specifiers import InvalidSpecifier
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from fleet import index
+from fleet.commands import CommandError as ProbeError
+from fleet.commands import checked, git, run
+from fleet.sources import Repository
+
+ANSWERS = ".copier-answers.yml"
+UPDATE_BRANCHES = ("template-update/", "core-bump/")
+"""Branches the services' workflows open pull requests from (template-update, core-bump)."""
+CONFLICT_MARKER = r"^(<<<<<<<|>>>>>>>)( |$)"
+LEFTOVER_SUFFIXES = (".rej", ".team-edits")
+SHORTHANDS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
+TEMPLATE_QUESTIONS = ("service_name", "core_package", "core_version")
+"""Answers every service made from this template records: a repository without them was made from
+another template."""
+
+
+@dataclass
+class PullRequest:
+    branch: str
+    url: str
+    opened: str
+    """ISO 8601 time it was opened."""
+
+    def age_days(self, now: datetime) -> int:
+        return (now - datetime.fromisoformat(self.opened)).days
+
+
+@dataclass
+class Service:
+    """One service's line of the report; `error` set when the repository could not be read."""
+
+    name: str
+    repository: str
+    error: str | None = None
+    template: str | None = None
+    version: str | None = None
+    latest: str | None = None
+    behind: int | None = None
+    layout: str | None = None
+    database: str | None = None
+    python: str | None = None
+    core_package: str | None = None
+    core_range: str | None = None
+    core_locked: str | None = None
+    core_newest: str | None = None
+    core_note: str | None = None
+    pull_requests: list[PullRequest] | None = None
+    """Open template-update and core-bump pull requests; None when `gh` cannot tell."""
+    leftovers: list[str] = field(default_factory=list)
+    """Files with conflict markers, *.rej and *.team-edits files."""
+
+    @property
+    def core_behind(self) -> bool | None:
+        if self.core_locked is None or self.core_newest is None:
+            return None
+        return Version(self.core_locked) < Version(self.core_newest)
+
+
+def template_url(source: str) -> str:
+    """The URL git reads the template from, for the `_src_path` an answers file records."""
+    for shorthand, prefix in SHORTHANDS.items():
+        if source.startswith(shorthand):
+            return prefix + source.removeprefix(shorthand).removesuffix(".git") + ".git"
+    return source
+
+
+def release_version(reference: str) -> Version | None:
+    """The release a `_commit` is, or follows (`v1.2.0-3-gabc1234` follows v1.2.0)."""
+    match = re.match(r"^v?(\d+(\.\d+)*)(-\d+-g[0-9a-f]+)?$", reference)
+    return Version(match[1]) if match else None
+
+
+T = TypeVar("T")
+
+
+class Context:
+    """What every probe shares: the template's releases, the index's versions and the pull
+    requests `gh` lists, each asked once per run."""
+
+    def __init__(self, *, template: str | None, index_url: str | None, use_gh: bool) -> None:
+        self.template = template
+        self.index_url = index_url
+        self.use_gh = use_gh
+        self.now = datetime.now(UTC)
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, ...], threading.Lock] = defaultdict(threading.Lock)
+        self._results: dict[tuple[str, ...], object] = {}
+
+    def _once(self, key: tuple[str, ...], compute: Callable[[], T]) -> T:
+        """compute() the first time the key is asked for, by one thread; its result (or its
+        error) every time."""
+        with self._lock:
+            key_lock = self._key_locks[key]
+        with key_lock:
+            if key not in self._results:
+                try:
+                    self._results[key] = compute()
+                except (ProbeError, index.IndexUnreadableError, InvalidSpecifier) as error:
+                    self._results[key] = ProbeError(str(error))
+            result = self._results[key]
+        if isinstance(result, ProbeError):
+            raise ProbeError(str(result))
+        return cast("T", result)
+
+    def releases(self, url: str) -> list[Version]:
+        """The template's releases: its vX.Y.Z tags, oldest first."""
+
+        def list_tags() -> list[Version]:
+            tags = git("ls-remote", "--tags", "--refs", url)
+            names = [line.split("refs/tags/", 1)[1] for line in tags.splitlines()]
+            return sorted(
+                version
+                for name in names
+                if (version := release_version(name)) and name.startswith("v")
+            )
+
+        return list(self._once(("tags", url), list_tags))
+
+    def newest_core(self, url: str, package: str, allowed: str, name: str | None) -> Version | None:
+        return self._once(
+            ("core", url, package, allowed),
+            lambda: index.newest_allowed(url, package, allowed, name),
+        )
+
+    def pull_requests(self, github: str) -> list[PullRequest]:
+        def list_pull_requests() -> list[PullRequest]:
+            listed = checked(
+                ["gh", "pr", "list", "--repo", github, "--state", "open", "--limit", "100",
+                 "--json", "headRefName,url,createdAt"]
+            )  # fmt: skip
+            return [
+                PullRequest(item["headRefName"], item["url"], item["createdAt"])
+                for item in json.loads(listed)
+                if item["headRefName"].startswith(UPDATE_BRANCHES)
+            ]
+
+        return list(self._once(("prs", github), list_pull_requests))
+
+
+def gh_ready() -> bool:
+    """Whether `gh` is installed and logged in, so it can list pull requests."""
+    if shutil.which("gh") is None:
+        return False
+    return run(["gh", "auth", "status"]).returncode == 0
+
+
+def clone_url(url: str) -> str:
+    """A local path as a file:// URL, so that git honours --depth for it too."""
+    return Path(url).resolve().as_uri() if url.startswith("/") else url
+
+
+def shallow_clone(repository: Repository, destination: Path) -> None:
+    """The default branch's last commit, without a working tree: the probe reads files from it."""
+    git(
+        "clone",
+        "--quiet",
+        "--depth=1",
+        "--no-checkout",
+        clone_url(repository.url),
+        str(destination),
+    )
+
+
+def probe(repository: Repository, scratch: Path, context: Context) -> list[Service]:
+    """Every service the repository holds (one, or each of a workspace's), each with what the
+    report says about it; a single line with the error when the repository cannot be read."""
+    clone = scratch / "clone"
+    try:
+        shallow_clone(repository, clone)
+    except ProbeError as error:
+        return [Service(repository.name, repository.url, error=f"unreachable: {error}")]
+    try:
+        files = git("ls-tree", "-r", "--name-only", "HEAD", cwd=clone).splitlines()
+        root = read_answers(clone, "")
+        if root.get("layout") == "workspace":
+            members = sorted(
+                str(PurePosixPath(path).parent)
+                for path in files
+                if re.fullmatch(rf"projects/[^/]+/{re.escape(ANSWERS)}", path)
+            )
+            if not members:
+                raise ProbeError(f"a workspace without services (no projects/*/{ANSWERS})")
+            return [
+                describe(
+                    repository,
+                    context,
+                    clone,
+                    files,
+                    folder=folder,
+                    answers=read_answers(clone, folder),
+                )
+                for folder in members
+            ]
+        return [describe(repository, context, clone, files, folder="", answers=root)]
+    except ProbeError as error:
+        return [Service(repository.name, repository.url, error=str(error))]
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
+
+
+def read_file(clone: Path, path: str) -> str | None:
+    try:
+        return git("show", f"HEAD:{path}", cwd=clone)
+    except ProbeError:
+        return None
+
+
+def read_answers(clone: Path, folder: str) -> dict[str, Any]:
+    path = str(PurePosixPath(folder, ANSWERS))
+    text = read_file(clone, path)
+    if text is None:
+        raise ProbeError(f"not made from this template: no {path}")
+    try:
+        answers = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ProbeError(f"malformed {path}{where}: {getattr(error, 'problem', error)}") from error
+    if not isinstance(answers, dict):
+        raise ProbeError(f"malformed {path}: not a mapping of answers")
+    if answers.get("layout") != "workspace" and not all(
+        key in answers for key in TEMPLATE_QUESTIONS
+    ):
+        raise ProbeError(
+            f"not made from this template: {path} lacks {', '.join(TEMPLATE_QUESTIONS)}"
+        )
+    return answers
+
+
+def describe(  # noqa: PLR0913 - the parts of one probe
+    repository: Repository,
+    context: Context,
+    clone: Path,
+    files: list[str],
+    *,
+    folder: str,
+    answers: dict[str, Any],
+) -> Service:
+    name = f"{repository.name}/{folder}" if folder else repository.name
+    service = Service(
+        name,
+        repository.url,
+        version=str(answers.get("_commit", "")) or None,
+        layout="workspace" if folder else str(answers.get("layout", "service")),
+        database=str(answers.get("database", "none")),
+        python=str(answers.get("python_version", "")) or None,
+        core_package=str(answers["core_package"]),
+        core_range=str(answers["core_version"]),
+    )
+    service.leftovers = leftovers(clone, files, folder)
+    template_releases(service, context, str(answers.get("_src_path", "")))
+    core_versions(service, context, clone, folder, answers)
+    if context.use_gh and repository.github:
+        try:
+            service.pull_requests = context.pull_requests(repository.github)
+        except ProbeError:
+            service.pull_requests = None
+    return service
+
+
+def leftovers(clone: Path, files: list[str], folder: str) -> list[str]:
+    inside = [path for path in files if not folder or path.startswith(folder + "/")]
+    named = {path for path in inside if path.endswith(LEFTOVER_SUFFIXES)}
+    grep = run(["git", "grep", "-lE", CONFLICT_MARKER, "HEAD", "--", folder or "."], clone)
+    marked = {line.removeprefix("HEAD:") for line in grep.stdout.splitlines()}
+    return sorted(named | marked)
+
+
+def template_releases(service: Service, context: Context, source: str) -> None:
+    url = context.template or template_url(source)
+    service.template = url or None
+    if not url:
+        service.error = "the answers record no template (_src_path)"
+        return
+    try:
+        releases = context.releases(url)
+    except ProbeError as error:
+        service.error = f"template releases unreadable: {error}"
+        return
+    if releases:
+        service.latest = f"v{releases[-1]}"
+    current = release_version(service.version or "")
+    if current is not None:
+        service.behind = sum(1 for release in releases if release > current)
+
+
+def core_versions(
+    service: Service, context: Context, clone: Path, folder: str, answers: dict[str, Any]
+) -> None:
+    package = service.core_package or ""
+    lock = read_file(clone, str(PurePosixPath(folder, "uv.lock"))) or read_file(clone, "uv.lock")
+    if lock is not None:
+        try:
+            locked = tomllib.loads(lock).get("package", [])
+        except tomllib.TOMLDecodeError as error:
+            service.core_note = f"uv.lock unreadable: {error}"
+            locked = []
+        service.core_locked = next(
+            (
+                str(entry.get("version"))
+                for entry in locked
+                if canonicalize_name(str(entry.get("name", ""))) == canonicalize_name(package)
+            ),
+            None,
+        )
+    url, index_name = core_index(clone, folder, answers)
+    if context.index_url:
+        url = context.index_url
+    if not url:
+        service.core_note = "no index to ask for the core"
+        return
+    try:
+        newest = context.newest_core(url, package, service.core_range or "", index_name)
+    except ProbeError as error:
+        service.core_note = f"index unreadable: {error}"
+        return
+    service.core_newest = str(newest) if newest else None
+
+
+def core_index(clone: Path, folder: str, answers: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The index the service resolves its core from (its pyproject's uv index for the core, or the
+    answers' core_index_url), and that index's name (which names its credentials)."""
+    text = read_file(clone, str(PurePosixPath(folder, "pyproject.toml")))
+    if text is not None:
+        try:
+            uv = tomllib.loads(text).get("tool", {}).get("uv", {})
+        except tomllib.TOMLDecodeError:
+            uv = {}
+        source = uv.get("sources", {}).get(answers.get("core_package"), {})
+        for entry in uv.get("index", []):
+            if isinstance(source, dict) and entry.get("name") == source.get("index"):
+                return str(entry.get("url")), str(entry.get("name"))
+    url = answers.get("core_index_url")
+    return (str(url), "private") if url else (None, None)

@@ -1,0 +1,160 @@
+"""The fleet report's forms: a terminal table, Markdown, JSON and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fleet.probe import Service
+
+COLUMNS = (
+    ("service", "Service"),
+    ("template", "Template"),
+    ("behind", "Behind"),
+    ("layout", "Layout"),
+    ("database", "Database"),
+    ("python", "Python"),
+    ("core", "Core locked / newest"),
+    ("pull_requests", "Update pull requests"),
+    ("leftovers", "Leftover conflicts"),
+)
+
+
+def record(service: Service, now: datetime) -> dict[str, Any]:
+    """The service as the JSON report holds it."""
+    return {
+        "service": service.name,
+        "repository": service.repository,
+        "error": service.error,
+        "template": service.template,
+        "version": service.version,
+        "latest": service.latest,
+        "behind": service.behind,
+        "layout": service.layout,
+        "database": service.database,
+        "python": service.python,
+        "core": {
+            "package": service.core_package,
+            "range": service.core_range,
+            "locked": service.core_locked,
+            "newest": service.core_newest,
+            "behind": service.core_behind,
+            "note": service.core_note,
+        },
+        "pull_requests": None
+        if service.pull_requests is None
+        else [
+            {"branch": pr.branch, "url": pr.url, "opened": pr.opened, "age_days": pr.age_days(now)}
+            for pr in service.pull_requests
+        ],
+        "leftovers": service.leftovers,
+    }
+
+
+def cells(service: Service, now: datetime) -> dict[str, str]:
+    """The service's line as text, column by column."""
+    if service.error:
+        return {"service": service.name, "template": f"error: {service.error}"}
+    core = f"{service.core_locked or '?'} / {service.core_newest or '?'}"
+    if service.core_behind:
+        core += " (behind)"
+    if service.core_note:
+        core += f" ({service.core_note})"
+    if service.pull_requests is None:
+        pull_requests = "unknown"
+    else:
+        pull_requests = (
+            ", ".join(f"{pr.branch} ({pr.age_days(now)} d)" for pr in service.pull_requests)
+            or "none"
+        )
+    return {
+        "service": service.name,
+        "template": f"{service.version or '?'} (latest {service.latest or '?'})",
+        "behind": "?" if service.behind is None else str(service.behind),
+        "layout": service.layout or "",
+        "database": service.database or "",
+        "python": service.python or "",
+        "core": core,
+        "pull_requests": pull_requests,
+        "leftovers": ", ".join(service.leftovers) or "none",
+    }
+
+
+def terminal(services: list[Service], now: datetime, console: Console) -> None:
+    table = Table(title="Fleet", show_lines=False)
+    for _, title in COLUMNS:
+        table.add_column(title, overflow="fold")
+    for service in services:
+        line = cells(service, now)
+        style = "red" if service.error or service.leftovers else None
+        table.add_row(*(line.get(key, "") for key, _ in COLUMNS), style=style)
+    console.print(table)
+
+
+def markdown(services: list[Service], now: datetime) -> str:
+    def escape(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "# Fleet report",
+        "",
+        f"{len(services)} services, {now:%Y-%m-%d %H:%M} UTC.",
+        "",
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for service in services:
+        line = cells(service, now)
+        lines.append("| " + " | ".join(escape(line.get(key, "")) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(services: list[Service], now: datetime) -> str:
+    document = {"generated": now.isoformat(), "services": [record(s, now) for s in services]}
+    return json.dumps(document, indent=2) + "\n"
+
+
+PAGE = (Path(__file__).parent / "page.html").read_text()
+
+
+def html_page(services: list[Service], now: datetime) -> str:
+    """One page, no network: the data, style and script inline. The table sorts by a column when
+    its heading is clicked, or as the URL fragment says (#sort=behind, #sort=-behind)."""
+    most_behind = max((s.behind or 0 for s in services), default=0) or 1
+    rows = []
+    for service in services:
+        line = cells(service, now)
+        behind = service.behind or 0
+        sort_behind = "-1" if service.behind is None else str(behind)
+        bar = (
+            f'<span class="bar" style="width:{100 * behind / most_behind:.0f}%"></span>'
+            f'<span class="count">{html.escape(line.get("behind", ""))}</span>'
+        )
+        columns = []
+        for key, _ in COLUMNS:
+            text = html.escape(line.get(key, ""))
+            if key == "behind":
+                columns.append(
+                    f'<td data-sort="{sort_behind}">{bar if not service.error else ""}</td>'
+                )
+            else:
+                columns.append(f'<td data-sort="{text}">{text}</td>')
+        state = "error" if service.error else "leftovers" if service.leftovers else ""
+        rows.append(f'<tr class="{state}">' + "".join(columns) + "</tr>")
+    headings = "".join(
+        f'<th data-key="{key}" data-numeric="{"true" if key == "behind" else "false"}">'
+        f"{html.escape(title)}</th>"
+        for key, title in COLUMNS
+    )
+    return (
+        PAGE.replace("{{generated}}", f"{now:%Y-%m-%d %H:%M} UTC")
+        .replace("{{count}}", str(len(services)))
+        .replace("{{headings}}", headings)
+        .replace("{{rows}}", "\n".join(rows))
+    )

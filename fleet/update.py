@@ -1,0 +1,135 @@
+"""Bringing lagging services to the template's newest release: through each service's own
+template-update workflow, or locally, in a scratch clone, the way that workflow does."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from fleet.commands import CommandError, checked, git, run
+from fleet.probe import Service
+from fleet.sources import Repository
+
+WORKFLOW = ".github/workflows/template-update.yml"
+CONFLICT_MARKERS = r"^(<<<<<<< |=======$|>>>>>>> )"
+"""What the template-update workflow looks for after its update (conflict inline)."""
+
+
+@dataclass
+class Outcome:
+    """What happened to one repository's services: clean, conflicted, failed, or started (its
+    workflow was asked to run)."""
+
+    repository: str
+    services: list[str]
+    status: str
+    detail: str = ""
+    conflicts: list[str] = field(default_factory=list)
+    branch: str | None = None
+
+
+def copier_command(workflow: str | None) -> list[str]:
+    """The Copier the service updates with (the version its template-update workflow pins): this
+    environment's when it is that version, else uvx fetches it."""
+    match = re.search(r'COPIER_VERSION: "([^"]+)"', workflow or "")
+    wanted = match[1] if match else None
+    try:
+        installed = importlib.metadata.version("copier")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed and (wanted is None or wanted == installed):
+        return [sys.executable, "-m", "copier"]
+    return ["uvx", "--from", f"copier=={wanted}" if wanted else "copier", "copier"]
+
+
+def conflicts(clone: Path) -> list[str]:
+    """Files the update left to resolve, as the workflow lists them: conflict markers, *.rej and
+    *.team-edits files; and files git holds as unmerged."""
+    marked = run(["git", "grep", "--untracked", "-lE", CONFLICT_MARKERS, "--", "."], clone)
+    leftovers = run(
+        ["git", "ls-files", "--others", "--exclude-standard", "--", "*.rej", "*.team-edits"], clone
+    )
+    unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], clone)
+    return sorted(
+        set(marked.stdout.splitlines())
+        | set(leftovers.stdout.splitlines())
+        | set(unmerged.stdout.splitlines())
+    )
+
+
+def update_locally(
+    repository: Repository, services: list[Service], scratch: Path, *, push: bool
+) -> Outcome:
+    """`copier update --trust --defaults --conflict inline --vcs-ref <latest>` in a full clone,
+    for each of the repository's lagging services; the branch template-update/<version> pushed
+    only when asked (and never for a failed update)."""
+    names = [service.name for service in services]
+    latest = max((service.latest or "" for service in services), key=_release_key)
+    clone = scratch / "clone"
+    try:
+        git("clone", "--quiet", repository.url, str(clone))
+        git("config", "user.name", "fleet", cwd=clone)
+        git("config", "user.email", "fleet@localhost", cwd=clone)
+    except CommandError as error:
+        return Outcome(repository.name, names, "failed", f"clone: {error}")
+    workflow = clone / WORKFLOW
+    copier = copier_command(workflow.read_text() if workflow.exists() else None)
+    for service in services:
+        folder = clone / _folder(repository, service)
+        done = run(
+            [*copier, "update", "--trust", "--defaults", "--quiet", "--conflict", "inline",
+             "--vcs-ref", latest],
+            folder,
+        )  # fmt: skip
+        if done.returncode != 0:
+            lines = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["copier failed"]
+            return Outcome(repository.name, names, "failed", f"{service.name}: {lines[-1]}")
+        if run(["git", "diff", "--quiet", "--", "pyproject.toml"], folder).returncode != 0:
+            _lock(folder)
+    found = conflicts(clone)
+    outcome = Outcome(repository.name, names, "conflicted" if found else "clean", conflicts=found)
+    if push:
+        outcome.branch = f"template-update/{latest.removeprefix('v')}"
+        current = services[0].version or "?"
+        try:
+            git("switch", "--quiet", "--create", outcome.branch, cwd=clone)
+            git("add", "--all", cwd=clone)
+            message = f"Update from the service template: {current} to {latest}"
+            git("commit", "--quiet", "--no-verify", "--message", message, cwd=clone)
+            git("push", "--quiet", "origin", outcome.branch, cwd=clone)
+        except CommandError as error:
+            outcome.status, outcome.detail = "failed", f"push: {error}"
+    shutil.rmtree(clone, ignore_errors=True)
+    return outcome
+
+
+def start_workflow(repository: Repository, services: list[Service]) -> Outcome:
+    """`gh workflow run template-update.yml` in the service's repository."""
+    names = [service.name for service in services]
+    if repository.github is None:
+        return Outcome(repository.name, names, "failed", "not on GitHub: use --local")
+    try:
+        checked(["gh", "workflow", "run", "template-update.yml", "--repo", repository.github])
+    except CommandError as error:
+        return Outcome(repository.name, names, "failed", str(error))
+    return Outcome(repository.name, names, "started", "template-update.yml")
+
+
+def _lock(folder: Path) -> None:
+    """As the workflow does: relock when the update changed pyproject.toml; a failure (a conflict
+    in pyproject.toml) is left for whoever resolves the conflicts."""
+    if shutil.which("uv"):
+        run(["uv", "lock", "--quiet"], folder)
+
+
+def _folder(repository: Repository, service: Service) -> str:
+    relative = service.name.removeprefix(repository.name).strip("/")
+    return str(PurePosixPath(relative)) if relative else "."
+
+
+def _release_key(tag: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", tag))

@@ -1,0 +1,270 @@
+"""`fleet report` and `fleet update` on a fleet of local repositories (harness.fleet), and
+Renovate's copier manager on one of its services."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet.sources import Repository, read_fleet_file, repository
+from harness.commands import git, run
+from harness.fleet import LATEST, TEAM_DOCKERFILE, TEAM_GITIGNORE, Fleet, build_fleet
+from tests.tools import require_tool
+
+pytestmark = pytest.mark.xdist_group("fleet")
+
+CHROMIUM_HINT = "the HTML report is checked in a real browser: apt-get install chromium"
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, core_index_url: str) -> Fleet:
+    index_folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(core_index_url).path))
+    return build_fleet(tmp_path_factory.mktemp("fleet"), index_folder)
+
+
+def run_fleet(
+    fleet: Fleet, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`fleet ARGS` as a platform team runs it, on the test fleet (fake gh, acme/ names local)."""
+    return run(
+        [sys.executable, "-m", "fleet", *args], cwd=cwd or fleet.root, env=fleet.env, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def fleet_report(fleet: Fleet) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `fleet report` of the whole fleet: its output and its folder of files."""
+    output = fleet.root / "report"
+    done = run_fleet(fleet, "report", "--fleet", str(fleet.fleet_file), "--output", str(output))
+    return done, output
+
+
+def report_lines(output: Path) -> dict[str, dict[str, Any]]:
+    document = json.loads((output / "fleet.json").read_text())
+    return {line["service"]: line for line in document["services"]}
+
+
+def test_the_report_is_exact_for_every_service(
+    fleet: Fleet, fleet_report: tuple[subprocess.CompletedProcess[str], Path]
+) -> None:
+    done, output = fleet_report
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = report_lines(output)
+    assert len([name for name, want in fleet.expected.items() if want.error is None]) >= 20
+    assert sorted(lines) == sorted(fleet.expected)
+    for name, want in fleet.expected.items():
+        line = lines[name]
+        if want.error is not None:
+            assert want.error in (line["error"] or ""), (name, line)
+            continue
+        pull_requests = line["pull_requests"]
+        got = {
+            "error": line["error"],
+            "version": line["version"],
+            "latest": line["latest"],
+            "behind": line["behind"],
+            "layout": line["layout"],
+            "database": line["database"],
+            "python": line["python"],
+            "core": (line["core"]["locked"], line["core"]["newest"], line["core"]["behind"]),
+            "pull_requests": None
+            if pull_requests is None
+            else [(pr["branch"], pr["age_days"]) for pr in pull_requests],
+            "leftovers": line["leftovers"],
+        }
+        assert got == {
+            "error": None,
+            "version": want.version,
+            "latest": LATEST,
+            "behind": want.behind,
+            "layout": want.layout,
+            "database": want.database,
+            "python": want.python,
+            "core": (want.core_locked, want.core_newest, want.core_locked != want.core_newest),
+            "pull_requests": want.pull_requests,
+            "leftovers": want.leftovers,
+        }, name
+
+
+def test_the_terminal_and_markdown_give_every_line(
+    fleet: Fleet, fleet_report: tuple[subprocess.CompletedProcess[str], Path]
+) -> None:
+    done, output = fleet_report
+    markdown = (output / "fleet.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(fleet.expected)
+    for name, want in fleet.expected.items():
+        assert name in done.stdout, name
+        (row,) = [row for row in rows if row.startswith(f"| {name} |")]
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        if want.error:
+            assert f"error: {want.error}" in cells[1], row
+        else:
+            assert cells[2] == str(want.behind), row
+    assert "| acme/s09 |" in markdown
+    assert "config/limits.toml" in next(row for row in rows if row.startswith("| acme/s09 |"))
+
+
+def test_bad_entries_fail_the_run_only_with_strict(fleet: Fleet, tmp_path: Path) -> None:
+    fleet_file = tmp_path / "fleet.yml"
+    remote = fleet.remotes["acme/s08"]
+    fleet_file.write_text(f"services:\n  - {remote}\n  - acme/malformed\n")
+    lenient = run_fleet(fleet, "report", "--fleet", str(fleet_file), "--output", str(tmp_path))
+    assert lenient.returncode == 0, lenient.stderr
+    lines = report_lines(tmp_path)
+    assert lines["s08"]["error"] is None
+    assert lines["s08"]["behind"] == 0
+    assert "malformed .copier-answers.yml (line 3)" in lines["acme/malformed"]["error"]
+    strict = run_fleet(
+        fleet, "report", "--strict", "--fleet", str(fleet_file), "--output", str(tmp_path)
+    )
+    assert strict.returncode == 1, strict.stdout
+
+
+def test_a_fleet_file_that_is_not_a_list_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    fleet_file = tmp_path / "fleet.yml"
+    fleet_file.write_text("services: acme/s01\n")
+    done = run_fleet(fleet, "report", "--fleet", str(fleet_file), "--output", str(tmp_path))
+    assert done.returncode == 2
+    assert "`services` must be a list of repositories" in done.stdout
+    assert not (tmp_path / "fleet.json").exists()
+
+
+def test_fleet_file_entries_name_github_repositories_urls_or_paths(tmp_path: Path) -> None:
+    (tmp_path / "local").mkdir()
+    (tmp_path / "fleet.yml").write_text(
+        "services:\n  - acme/orders\n  - https://gitlab.example.com/team/billing.git\n"
+        "  - git@github.com:acme/search.git\n  - local\n"
+    )
+    assert read_fleet_file(tmp_path / "fleet.yml") == [
+        Repository("acme/orders", "https://github.com/acme/orders.git"),
+        Repository("billing", "https://gitlab.example.com/team/billing.git"),
+        Repository("acme/search", "git@github.com:acme/search.git"),
+        Repository("local", (tmp_path / "local").as_uri()),
+    ]
+    assert repository("acme/orders", tmp_path).github == "acme/orders"
+    assert repository("https://gitlab.example.com/team/billing.git", tmp_path).github is None
+
+
+def test_the_repository_s_own_fleet_file_is_read_by_fleet_and_the_release() -> None:
+    """The core's release reads fleet.yml's `services` with yq: GitHub owner/name entries."""
+    services = yaml.safe_load(Path("fleet.yml").read_text())["services"]
+    assert isinstance(services, list)
+    assert read_fleet_file(Path("fleet.yml")) == [repository(entry, Path()) for entry in services]
+
+
+def browser_dom(page: Path, fragment: str) -> str:
+    chromium = require_tool("chromium", CHROMIUM_HINT)
+    done = run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--dump-dom", f"{page.as_uri()}#{fragment}",
+        ],
+        timeout=120,
+    )  # fmt: skip
+    return done.stdout
+
+
+def row_names(dom: str) -> list[str]:
+    body = dom.split("<tbody>", 1)[1]
+    return re.findall(r'<tr[^>]*><td data-sort="([^"]+)"', body)
+
+
+def test_the_html_page_sorts_in_a_real_browser(
+    fleet: Fleet, fleet_report: tuple[subprocess.CompletedProcess[str], Path]
+) -> None:
+    _, output = fleet_report
+    page = output / "fleet.html"
+    source = page.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", source), "the page loads nothing"
+    assert "http://" not in source
+    behind = {name: want.behind for name, want in fleet.expected.items() if want.error is None}
+
+    least_behind_first = row_names(browser_dom(page, "sort=behind"))
+    assert sorted(least_behind_first) == sorted(fleet.expected)
+    counts = [behind.get(name, -1) for name in least_behind_first]
+    assert counts == sorted(counts)
+    assert counts[-1] == 2
+
+    reverse_names = browser_dom(page, "sort=-service")
+    assert row_names(reverse_names) == sorted(fleet.expected, reverse=True)
+    assert re.search(r'<th data-key="service"[^>]* aria-sort="descending"', reverse_names)
+
+
+def test_the_html_page_draws_a_bar_per_service(
+    fleet_report: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, output = fleet_report
+    source = (output / "fleet.html").read_text()
+    widths = dict(
+        re.findall(r'<td data-sort="([^"]+)">.*?<span class="bar" style="width:(\d+)%"', source)
+    )
+    assert widths["acme/s01"] == "100"
+    assert widths["acme/s05"] == "50"
+    assert widths["acme/s08"] == "0"
+
+
+def test_update_starts_the_workflow_of_each_lagging_service(fleet: Fleet) -> None:
+    fleet.gh_calls.write_text("")
+    done = run_fleet(fleet, "update", "--fleet", str(fleet.fleet_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = [json.loads(line) for line in fleet.gh_calls.read_text().splitlines()]
+    started = sorted(call[-1] for call in calls if call[:2] == ["workflow", "run"])
+    assert started == [f"acme/s{number:02d}" for number in range(1, 8)]
+    assert all(
+        call[2] == "template-update.yml" for call in calls if call[:2] == ["workflow", "run"]
+    )
+
+
+def remote_answers(remote: Path, ref: str) -> dict[str, Any]:
+    answers = yaml.safe_load(git("show", f"{ref}:.copier-answers.yml", cwd=remote))
+    assert isinstance(answers, dict)
+    return answers
+
+
+def test_update_local_brings_clean_services_to_the_newest_release(fleet: Fleet) -> None:
+    branch = f"template-update/{LATEST.removeprefix('v')}"
+    done = run_fleet(fleet, "update", "--local", "--push", "--fleet", str(fleet.fleet_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = dict(re.findall(r"^(acme/s\d\d): (\w+)", done.stdout, re.MULTILINE))
+    lagging = [f"acme/s{number:02d}" for number in range(1, 8)]
+    assert {name: outcomes.get(name) for name in lagging} == {
+        name: "conflicted" if name == "acme/s03" else "clean" for name in lagging
+    }, done.stdout
+    assert re.search(r"^acme/s03: conflicted .*\(\.gitignore\)$", done.stdout, re.MULTILINE)
+    for name in lagging:
+        remote = fleet.remotes[name]
+        assert remote_answers(remote, branch)["_commit"] == LATEST, name
+        assert remote_answers(remote, "main")["_commit"] != LATEST, "main is left to review"
+        updated = git("show", f"{branch}:docs/operations.md", cwd=remote)
+        assert updated == "# Operating orders\n"
+    for name, lines in fleet.team_lines.items():
+        for path, line in [("Dockerfile", TEAM_DOCKERFILE), (".gitignore", TEAM_GITIGNORE)]:
+            if line in lines:
+                assert line in git("show", f"{branch}:{path}", cwd=fleet.remotes[name]), name
+
+
+def test_update_local_pushes_nothing_unless_asked(fleet: Fleet) -> None:
+    remote = fleet.remotes["acme/s04"]
+    before = git("for-each-ref", cwd=remote)
+    done = run_fleet(
+        fleet, "update", "--local", "--only", "acme/s04", "--fleet", str(fleet.fleet_file)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^acme/s04: clean$", done.stdout, re.MULTILINE)
+    assert git("for-each-ref", cwd=remote) == before
+
+
+def test_update_only_names_services_of_the_fleet(fleet: Fleet) -> None:
+    done = run_fleet(fleet, "update", "--only", "acme/nope", "--fleet", str(fleet.fleet_file))
+    assert done.returncode == 2
+    assert "--only names no service of the fleet: acme/nope" in done.stdout
