@@ -25,6 +25,21 @@ def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProc
     )
 
 
+def run_bytes(command: list[str], cwd: Path, stdin: bytes) -> bytes:
+    """The command's standard output as bytes, given `stdin`; CommandError when it fails."""
+    done = subprocess.run(  # noqa: S603 - as run()
+        command,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **QUIET_GIT},
+    )
+    if done.returncode != 0:
+        raise CommandError(done.stderr.decode(errors="replace").strip() or f"{command[0]} failed")
+    return done.stdout
+
+
 def checked(command: list[str], cwd: Path | None = None) -> str:
     """The command's standard output; CommandError when it fails."""
     done = run(command, cwd)

@@ -22,7 +22,7 @@ from packaging.version import Version
 
 from fleet import index
 from fleet.commands import CommandError as ProbeError
-from fleet.commands import checked, git, run
+from fleet.commands import checked, git, run, run_bytes
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -30,6 +30,8 @@ UPDATE_BRANCHES = ("template-update/", "core-bump/")
 """Branches the services' workflows open pull requests from (template-update, core-bump)."""
 CONFLICT_MARKER = r"^(<<<<<<<|>>>>>>>)( |$)"
 LEFTOVER_SUFFIXES = (".rej", ".team-edits")
+READ = frozenset({ANSWERS, "pyproject.toml", "uv.lock"})
+"""The files a probe reads, at a service's root."""
 SHORTHANDS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 TEMPLATE_QUESTIONS = ("service_name", "core_package", "core_version")
 """Answers every service made from this template records: a repository without them was made from
@@ -192,44 +194,64 @@ def probe(repository: Repository, scratch: Path, context: Context) -> list[Servi
     except ProbeError as error:
         return [Service(repository.name, repository.url, error=f"unreachable: {error}")]
     try:
-        files = git("ls-tree", "-r", "--name-only", "HEAD", cwd=clone).splitlines()
-        root = read_answers(clone, "")
+        tree = read_tree(clone)
+        root = read_answers(tree, "")
         if root.get("layout") == "workspace":
             members = sorted(
                 str(PurePosixPath(path).parent)
-                for path in files
+                for path in tree.files
                 if re.fullmatch(rf"projects/[^/]+/{re.escape(ANSWERS)}", path)
             )
             if not members:
                 raise ProbeError(f"a workspace without services (no projects/*/{ANSWERS})")
             return [
-                describe(
-                    repository,
-                    context,
-                    clone,
-                    files,
-                    folder=folder,
-                    answers=read_answers(clone, folder),
-                )
+                describe(repository, context, tree, folder, read_answers(tree, folder))
                 for folder in members
             ]
-        return [describe(repository, context, clone, files, folder="", answers=root)]
+        return [describe(repository, context, tree, "", root)]
     except ProbeError as error:
         return [Service(repository.name, repository.url, error=str(error))]
     finally:
         shutil.rmtree(clone, ignore_errors=True)
 
 
-def read_file(clone: Path, path: str) -> str | None:
-    try:
-        return git("show", f"HEAD:{path}", cwd=clone)
-    except ProbeError:
-        return None
+@dataclass
+class Tree:
+    """The files of a clone's last commit, and the text of those the probe reads."""
+
+    clone: Path
+    files: list[str]
+    texts: dict[str, str]
 
 
-def read_answers(clone: Path, folder: str) -> dict[str, Any]:
+def read_tree(clone: Path) -> Tree:
+    """The file list, and in one `git cat-file --batch` every answers file, pyproject.toml and
+    uv.lock at the root or one folder below projects/."""
+    files = git("ls-tree", "-r", "--name-only", "HEAD", cwd=clone).splitlines()
+    wanted = [
+        path
+        for path in files
+        if PurePosixPath(path).name in READ
+        and (
+            PurePosixPath(path).parent == PurePosixPath()
+            or re.match(r"projects/[^/]+/[^/]+$", path)
+        )
+    ]
+    requests = "".join(f"HEAD:{path}\n" for path in wanted).encode()
+    batch = run_bytes(["git", "cat-file", "--batch"], clone, requests)
+    texts: dict[str, str] = {}
+    position = 0
+    for path in wanted:
+        header_end = batch.index(b"\n", position)
+        size = int(batch[position:header_end].split()[2])
+        texts[path] = batch[header_end + 1 : header_end + 1 + size].decode(errors="replace")
+        position = header_end + 1 + size + 1
+    return Tree(clone, files, texts)
+
+
+def read_answers(tree: Tree, folder: str) -> dict[str, Any]:
     path = str(PurePosixPath(folder, ANSWERS))
-    text = read_file(clone, path)
+    text = tree.texts.get(path)
     if text is None:
         raise ProbeError(f"not made from this template: no {path}")
     try:
@@ -249,14 +271,8 @@ def read_answers(clone: Path, folder: str) -> dict[str, Any]:
     return answers
 
 
-def describe(  # noqa: PLR0913 - the parts of one probe
-    repository: Repository,
-    context: Context,
-    clone: Path,
-    files: list[str],
-    *,
-    folder: str,
-    answers: dict[str, Any],
+def describe(
+    repository: Repository, context: Context, tree: Tree, folder: str, answers: dict[str, Any]
 ) -> Service:
     name = f"{repository.name}/{folder}" if folder else repository.name
     service = Service(
@@ -269,9 +285,9 @@ def describe(  # noqa: PLR0913 - the parts of one probe
         core_package=str(answers["core_package"]),
         core_range=str(answers["core_version"]),
     )
-    service.leftovers = leftovers(clone, files, folder)
+    service.leftovers = leftovers(tree, folder)
     template_releases(service, context, str(answers.get("_src_path", "")))
-    core_versions(service, context, clone, folder, answers)
+    core_versions(service, context, tree, folder, answers)
     if context.use_gh and repository.github:
         try:
             service.pull_requests = context.pull_requests(repository.github)
@@ -280,10 +296,10 @@ def describe(  # noqa: PLR0913 - the parts of one probe
     return service
 
 
-def leftovers(clone: Path, files: list[str], folder: str) -> list[str]:
-    inside = [path for path in files if not folder or path.startswith(folder + "/")]
+def leftovers(tree: Tree, folder: str) -> list[str]:
+    inside = [path for path in tree.files if not folder or path.startswith(folder + "/")]
     named = {path for path in inside if path.endswith(LEFTOVER_SUFFIXES)}
-    grep = run(["git", "grep", "-lE", CONFLICT_MARKER, "HEAD", "--", folder or "."], clone)
+    grep = run(["git", "grep", "-lE", CONFLICT_MARKER, "HEAD", "--", folder or "."], tree.clone)
     marked = {line.removeprefix("HEAD:") for line in grep.stdout.splitlines()}
     return sorted(named | marked)
 
@@ -307,25 +323,13 @@ def template_releases(service: Service, context: Context, source: str) -> None:
 
 
 def core_versions(
-    service: Service, context: Context, clone: Path, folder: str, answers: dict[str, Any]
+    service: Service, context: Context, tree: Tree, folder: str, answers: dict[str, Any]
 ) -> None:
     package = service.core_package or ""
-    lock = read_file(clone, str(PurePosixPath(folder, "uv.lock"))) or read_file(clone, "uv.lock")
+    lock = tree.texts.get(str(PurePosixPath(folder, "uv.lock"))) or tree.texts.get("uv.lock")
     if lock is not None:
-        try:
-            locked = tomllib.loads(lock).get("package", [])
-        except tomllib.TOMLDecodeError as error:
-            service.core_note = f"uv.lock unreadable: {error}"
-            locked = []
-        service.core_locked = next(
-            (
-                str(entry.get("version"))
-                for entry in locked
-                if canonicalize_name(str(entry.get("name", ""))) == canonicalize_name(package)
-            ),
-            None,
-        )
-    url, index_name = core_index(clone, folder, answers)
+        service.core_locked = locked_version(lock, package)
+    url, index_name = core_index(tree, folder, answers)
     if context.index_url:
         url = context.index_url
     if not url:
@@ -339,10 +343,21 @@ def core_versions(
     service.core_newest = str(newest) if newest else None
 
 
-def core_index(clone: Path, folder: str, answers: dict[str, Any]) -> tuple[str | None, str | None]:
+def locked_version(lock: str, package: str) -> str | None:
+    """The package's version in a uv.lock. uv writes each `[[package]]` table with its
+    (normalized) name and version first; a regular expression reads that much faster than a TOML
+    parser reads the whole lock."""
+    entry = (
+        rf'^\[\[package\]\]\nname = "{re.escape(canonicalize_name(package))}"\nversion = "([^"]+)"'
+    )
+    match = re.search(entry, lock, re.MULTILINE)
+    return match[1] if match else None
+
+
+def core_index(tree: Tree, folder: str, answers: dict[str, Any]) -> tuple[str | None, str | None]:
     """The index the service resolves its core from (its pyproject's uv index for the core, or the
     answers' core_index_url), and that index's name (which names its credentials)."""
-    text = read_file(clone, str(PurePosixPath(folder, "pyproject.toml")))
+    text = tree.texts.get(str(PurePosixPath(folder, "pyproject.toml")))
     if text is not None:
         try:
             uv = tomllib.loads(text).get("tool", {}).get("uv", {})

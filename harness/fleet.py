@@ -40,10 +40,10 @@ TEMPLATE_GITIGNORE = "# Kept current by the service template."
 TEAM_GITIGNORE = "# The orders team keeps its own ignore rules."
 TEAM_DOCKERFILE = "# The orders team pins its base image by digest."
 CONFLICT_LEFT_IN = "<<<<<<< before updating\nold\n=======\nnew\n>>>>>>> after updating\n"
-SERVICE_RELEASES = ["v1.0.0"] * 4 + ["v1.1.0"] * 3 + [LATEST] * 13
+SERVICE_RELEASES = ["v1.0.0"] * 3 + ["v1.1.0"] * 2 + [LATEST] * 15
 """The release each of s01..s20 was made at."""
 PULL_REQUESTS = {
-    "acme/s06": [("template-update/1.2.0", 12)],
+    "acme/s05": [("template-update/1.2.0", 12)],
     "acme/s11": [("core-bump/1.2.0", 3), ("feature/unrelated", 1)],
 }
 """Open pull requests the fake gh lists: (branch, days open). Only update branches are reported."""
@@ -221,7 +221,7 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
     for number, base in enumerate(SERVICE_RELEASES, start=1):
         name = f"s{number:02d}"
         checkout = service(name, base)
-        if name in ("s02", "s06"):
+        if name in ("s02", "s05"):
             (checkout / "Dockerfile").write_text(
                 (checkout / "Dockerfile").read_text() + TEAM_DOCKERFILE + "\n"
             )
@@ -266,12 +266,12 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
 
     # A workspace: root answers say so; projects/*/ hold its services' answers.
     workspace = clone(generated[LATEST], work / "w01")
-    answers = (workspace / ".copier-answers.yml").read_text()
-    (workspace / ".copier-answers.yml").write_text(answers + "layout: workspace\n")
+    root_answers = (workspace / ".copier-answers.yml").read_text()
+    (workspace / ".copier-answers.yml").write_text(root_answers + "layout: workspace\n")
     for project, database in [("api", "none"), ("jobs", "postgres")]:
         folder = workspace / "projects" / project
         folder.mkdir(parents=True)
-        member = answers + "workspace_member: true\n"
+        member = root_answers + "workspace_member: true\n"
         if database == "postgres":
             member = member.replace("database: none", "database: postgres")
         (folder / ".copier-answers.yml").write_text(member)

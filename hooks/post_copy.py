@@ -63,6 +63,21 @@ def warn_about_placeholders(answers: dict[str, Any]) -> None:
             )
 
 
+def warn_about_template_shorthand(answers: dict[str, Any]) -> None:
+    """Copier records the template as given; `gh:`/`gl:` is its own shorthand, which git and
+    Renovate's copier manager (it looks the template's tags up with git) cannot resolve."""
+    source = str(answers.get("_src_path", ""))
+    hosts = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
+    for shorthand, host in hosts.items():
+        if source.startswith(shorthand):
+            url = host + source.removeprefix(shorthand).removesuffix(".git") + ".git"
+            warn(
+                f"the template is recorded as {source!r}, a shorthand only Copier understands: "
+                f"Renovate cannot update this service with it. Write `_src_path: {url}` in "
+                ".copier-answers.yml (the same template) and commit it, or copy with that URL."
+            )
+
+
 def top_level() -> Path | None:
     """The root of the git work tree the service is in; None outside one."""
     result = quiet(["git", "rev-parse", "--show-toplevel"])
@@ -161,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 1
     warn_about_placeholders(answers)
+    warn_about_template_shorthand(answers)
     root = top_level()
     if root is None:
         quiet(["git", "init", "--quiet", "--initial-branch=main"])

@@ -17,8 +17,17 @@ import yaml
 
 from fleet.sources import Repository, read_fleet_file, repository
 from harness.commands import git, run
-from harness.fleet import LATEST, TEAM_DOCKERFILE, TEAM_GITIGNORE, Fleet, build_fleet
-from tests.tools import require_tool
+from harness.fleet import (
+    LATEST,
+    TEAM_DOCKERFILE,
+    TEAM_GITIGNORE,
+    TEMPLATE_GITIGNORE,
+    Fleet,
+    build_fleet,
+)
+from hooks import post_copy
+from tests.tools import dev_tool, require_tool
+from tests.update_support import TeamWork
 
 pytestmark = pytest.mark.xdist_group("fleet")
 
@@ -187,7 +196,7 @@ def test_the_html_page_sorts_in_a_real_browser(
     source = page.read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", source), "the page loads nothing"
     assert "http://" not in source
-    behind = {name: want.behind for name, want in fleet.expected.items() if want.error is None}
+    behind = {name: want.behind for name, want in fleet.expected.items() if want.behind is not None}
 
     least_behind_first = row_names(browser_dom(page, "sort=behind"))
     assert sorted(least_behind_first) == sorted(fleet.expected)
@@ -209,7 +218,7 @@ def test_the_html_page_draws_a_bar_per_service(
         re.findall(r'<td data-sort="([^"]+)">.*?<span class="bar" style="width:(\d+)%"', source)
     )
     assert widths["acme/s01"] == "100"
-    assert widths["acme/s05"] == "50"
+    assert widths["acme/s04"] == "50"
     assert widths["acme/s08"] == "0"
 
 
@@ -219,7 +228,7 @@ def test_update_starts_the_workflow_of_each_lagging_service(fleet: Fleet) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
     calls = [json.loads(line) for line in fleet.gh_calls.read_text().splitlines()]
     started = sorted(call[-1] for call in calls if call[:2] == ["workflow", "run"])
-    assert started == [f"acme/s{number:02d}" for number in range(1, 8)]
+    assert started == [f"acme/s{number:02d}" for number in range(1, 6)]
     assert all(
         call[2] == "template-update.yml" for call in calls if call[:2] == ["workflow", "run"]
     )
@@ -236,7 +245,7 @@ def test_update_local_brings_clean_services_to_the_newest_release(fleet: Fleet) 
     done = run_fleet(fleet, "update", "--local", "--push", "--fleet", str(fleet.fleet_file))
     assert done.returncode == 0, done.stdout + done.stderr
     outcomes = dict(re.findall(r"^(acme/s\d\d): (\w+)", done.stdout, re.MULTILINE))
-    lagging = [f"acme/s{number:02d}" for number in range(1, 8)]
+    lagging = [f"acme/s{number:02d}" for number in range(1, 6)]
     assert {name: outcomes.get(name) for name in lagging} == {
         name: "conflicted" if name == "acme/s03" else "clean" for name in lagging
     }, done.stdout
@@ -253,18 +262,73 @@ def test_update_local_brings_clean_services_to_the_newest_release(fleet: Fleet) 
                 assert line in git("show", f"{branch}:{path}", cwd=fleet.remotes[name]), name
 
 
-def test_update_local_pushes_nothing_unless_asked(fleet: Fleet) -> None:
+def test_update_local_pushes_nothing_unless_asked(fleet: Fleet, tmp_path: Path) -> None:
+    fleet_file = tmp_path / "fleet.yml"
+    fleet_file.write_text("services: [acme/s04, acme/s08]\n")
     remote = fleet.remotes["acme/s04"]
     before = git("for-each-ref", cwd=remote)
-    done = run_fleet(
-        fleet, "update", "--local", "--only", "acme/s04", "--fleet", str(fleet.fleet_file)
-    )
+    done = run_fleet(fleet, "update", "--local", "--only", "acme/s04", "--fleet", str(fleet_file))
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^acme/s04: clean$", done.stdout, re.MULTILINE)
+    assert "acme/s08" not in done.stdout, "--only leaves the others alone"
     assert git("for-each-ref", cwd=remote) == before
 
+    unknown = run_fleet(fleet, "update", "--only", "acme/nope", "--fleet", str(fleet_file))
+    assert unknown.returncode == 2
+    assert "--only names no service of the fleet: acme/nope" in unknown.stdout
 
-def test_update_only_names_services_of_the_fleet(fleet: Fleet) -> None:
-    done = run_fleet(fleet, "update", "--only", "acme/nope", "--fleet", str(fleet.fleet_file))
-    assert done.returncode == 2
-    assert "--only names no service of the fleet: acme/nope" in done.stdout
+
+RENOVATE_RELEASE = "v1.1.0"
+
+
+def test_renovate_s_copier_manager_updates_a_service_across_a_release(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Renovate's copier manager runs exactly this command line from the service's root, with the
+    release's tag (its git-tags lookup of `_src_path`) as --vcs-ref."""
+    service = tmp_path / "service"
+    git("clone", "--quiet", str(fleet.remotes["acme/s01"]), str(service), cwd=tmp_path)
+    team = TeamWork(service)
+    team.append("Dockerfile", "# Renovate's update keeps this line.\n")
+    team.append("src/orders/api.py", "# The team's endpoints grow here.\n")
+    team.create("docs/decisions.md", "# Decisions\n\nWe chose Renovate for updates.\n")
+    git("config", "user.name", "Team", cwd=service)
+    git("config", "user.email", "team@example.com", cwd=service)
+    team.commit()
+
+    copier = dev_tool("copier")
+    run(
+        [
+            copier, "update", "--skip-answered", "--defaults", "--trust",
+            "--answers-file", ".copier-answers.yml", "--vcs-ref", RENOVATE_RELEASE,
+        ],
+        cwd=service,
+        env=fleet.env,
+    )  # fmt: skip
+
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == RENOVATE_RELEASE
+    assert answers["_src_path"] == str(fleet.template)
+    assert (service / ".gitignore").read_text().splitlines()[0] == TEMPLATE_GITIGNORE
+    assert team.missing() == []
+    changed = git("status", "--porcelain", cwd=service)
+    assert " M .copier-answers.yml" in changed.splitlines(), "Renovate's sign of an update"
+    assert not [line for line in changed.splitlines() if line.startswith(("UU", "AA"))]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "url"),
+    [
+        ("gh:acme/service-template", "https://github.com/acme/service-template.git"),
+        ("gl:acme/service-template.git", "https://gitlab.com/acme/service-template.git"),
+    ],
+)
+def test_a_template_shorthand_gets_a_note_with_the_url_renovate_needs(
+    recorded: str, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    post_copy.warn_about_template_shorthand({"_src_path": recorded})
+    note = capsys.readouterr().err
+    assert f"`_src_path: {url}`" in note
+    assert "Renovate" in note
+    post_copy.warn_about_template_shorthand({"_src_path": url})
+    assert capsys.readouterr().err == ""
