@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.core_costs import measure_core_costs
+from bench.fleet import measure_fleet
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
 from bench.load import measure_load, measure_postgres_load
@@ -47,6 +48,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         "and one FastAPI dependency",
         measure_core_costs,
     ),
+    "fleet": ("`fleet report` on 20 services, against the clones alone", measure_fleet),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_COUNT = 1000

@@ -14,20 +14,10 @@ class CommandError(Exception):
     """A command failed; the message is the last line it wrote to stderr."""
 
 
-def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def spawn(
+    command: list[str], cwd: Path | None, stdin: bytes | None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(  # noqa: S603 - git, gh, uv and copier, with arguments from the fleet
-        command,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **QUIET_GIT},
-    )
-
-
-def run_bytes(command: list[str], cwd: Path, stdin: bytes) -> bytes:
-    """The command's standard output as bytes, given `stdin`; CommandError when it fails."""
-    done = subprocess.run(  # noqa: S603 - as run()
         command,
         cwd=cwd,
         input=stdin,
@@ -35,6 +25,17 @@ def run_bytes(command: list[str], cwd: Path, stdin: bytes) -> bytes:
         check=False,
         env={**os.environ, **QUIET_GIT},
     )
+
+
+def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    done = spawn(command, cwd, None)
+    output, errors = (stream.decode(errors="replace") for stream in (done.stdout, done.stderr))
+    return subprocess.CompletedProcess(done.args, done.returncode, output, errors)
+
+
+def run_bytes(command: list[str], cwd: Path, stdin: bytes) -> bytes:
+    """The command's standard output as bytes, given `stdin`; CommandError when it fails."""
+    done = spawn(command, cwd, stdin)
     if done.returncode != 0:
         raise CommandError(done.stderr.decode(errors="replace").strip() or f"{command[0]} failed")
     return done.stdout
