@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Bytecode caches make every later Python start-up (copier, pytest, services) several times faster.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint bench release clean
+.PHONY: demo test lint bench release fleet-report clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -42,5 +42,9 @@ release: .venv/synced
 	PYTHONPATH=. $(UV) run --locked python .github/scripts/release_gate.py --tag $(VERSION)
 	@echo "Then push the tag, which starts the release workflow: git push origin $(VERSION)"
 
+## fleet-report: which services of fleet.yml lag the template and the core; files in fleet-report/
+fleet-report: .venv/synced
+	$(UV) run --locked fleet report
+
 clean:
-	rm -rf .tools .venv .demo bench/results
+	rm -rf .tools .venv .demo bench/results fleet-report

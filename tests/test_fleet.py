@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -171,8 +172,17 @@ def test_the_repository_s_own_fleet_file_is_read_by_fleet_and_the_release() -> N
     assert read_fleet_file(Path("fleet.yml")) == [repository(entry, Path()) for entry in services]
 
 
+def browser() -> str:
+    """Debian's chromium, or the Chrome that GitHub's Ubuntu runners ship."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return require_tool("chromium", CHROMIUM_HINT)
+
+
 def browser_dom(page: Path, fragment: str) -> str:
-    chromium = require_tool("chromium", CHROMIUM_HINT)
+    chromium = browser()
     done = run(
         [
             chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
