@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ from fleet import report, update
 from fleet.probe import Context, Service, gh_ready, probe
 from fleet.sources import FleetFileError, Repository, read_fleet_file, topic_repositories
 
+PIPED_WIDTH = 250
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -80,16 +81,14 @@ def repositories(arguments: argparse.Namespace) -> list[Repository]:
     return read_fleet_file(arguments.fleet)
 
 
-def in_parallel(
-    items: Iterable[T], work: Callable[[T, Path], R], jobs: int, what: str, console: Console
-) -> list[R]:
-    """`work(item, scratch folder)` for every item, `jobs` at a time, with a progress bar; the
-    results in the items' order."""
+def in_parallel(items: Iterable[T], work: Callable[[T, Path], R], jobs: int, what: str) -> list[R]:
+    """`work(item, scratch folder)` for every item, `jobs` at a time, with a progress bar on
+    stderr; the results in the items' order."""
     items = list(items)
     columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         tempfile.TemporaryDirectory(prefix="fleet-") as scratch,
-        Progress(*columns, console=console, transient=True) as progress,
+        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
         ThreadPoolExecutor(max_workers=max(1, jobs)) as pool,
     ):
         task = progress.add_task(what, total=len(items))
@@ -105,21 +104,20 @@ def in_parallel(
         return list(pool.map(one, enumerate(items)))
 
 
-def read_fleet(arguments: argparse.Namespace, console: Console) -> list[Service]:
+def read_fleet(arguments: argparse.Namespace) -> list[Service]:
     context = Context(template=arguments.template, index_url=arguments.index, use_gh=gh_ready())
     found = in_parallel(
         repositories(arguments),
         lambda repository, scratch: probe(repository, scratch, context),
         arguments.jobs,
         "Reading the fleet",
-        console,
     )
     return [service for services in found for service in services]
 
 
 def run_report(arguments: argparse.Namespace, console: Console) -> int:
-    services = read_fleet(arguments, console)
-    now = Context(template=None, index_url=None, use_gh=False).now
+    services = read_fleet(arguments)
+    now = datetime.now(UTC)
     report.terminal(services, now, console)
     output: Path = arguments.output
     output.mkdir(parents=True, exist_ok=True)
@@ -134,7 +132,7 @@ def run_report(arguments: argparse.Namespace, console: Console) -> int:
 def run_update(arguments: argparse.Namespace, console: Console) -> int:
     if arguments.push and not arguments.local:
         raise FleetFileError("--push goes with --local (the workflows push their own branches)")
-    services = read_fleet(arguments, console)
+    services = read_fleet(arguments)
     known = {service.name for service in services}
     unknown = sorted(set(arguments.only or []) - known)
     if unknown:
@@ -156,7 +154,6 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
             lambda pair, scratch: update.update_locally(*pair, scratch, push=arguments.push),
             arguments.jobs,
             "Updating",
-            console,
         )
     else:
         outcomes = [update.start_workflow(*pair) for pair in lagging.values()]
@@ -173,7 +170,8 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200")))
+    # Piped into a file or a CI log, the table keeps one line per service.
+    console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
     try:
         if arguments.command == "report":
             return run_report(arguments, console)

@@ -11,7 +11,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, cast
 
@@ -21,8 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from fleet import index
-from fleet.commands import CommandError as ProbeError
-from fleet.commands import checked, git, run, run_bytes
+from fleet.commands import CommandError, checked, git, run, run_bytes
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -36,6 +35,10 @@ SHORTHANDS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 TEMPLATE_QUESTIONS = ("service_name", "core_package", "core_version")
 """Answers every service made from this template records: a repository without them was made from
 another template."""
+
+
+class UnreadableError(Exception):
+    """What the report can say about a repository it could not read, or a part of one."""
 
 
 @dataclass
@@ -105,7 +108,6 @@ class Context:
         self.template = template
         self.index_url = index_url
         self.use_gh = use_gh
-        self.now = datetime.now(UTC)
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, ...], threading.Lock] = defaultdict(threading.Lock)
         self._results: dict[tuple[str, ...], object] = {}
@@ -119,11 +121,11 @@ class Context:
             if key not in self._results:
                 try:
                     self._results[key] = compute()
-                except (ProbeError, index.IndexUnreadableError, InvalidSpecifier) as error:
-                    self._results[key] = ProbeError(str(error))
+                except (CommandError, index.IndexUnreadableError, InvalidSpecifier) as error:
+                    self._results[key] = UnreadableError(str(error))
             result = self._results[key]
-        if isinstance(result, ProbeError):
-            raise ProbeError(str(result))
+        if isinstance(result, UnreadableError):
+            raise UnreadableError(str(result))
         return cast("T", result)
 
     def releases(self, url: str) -> list[Version]:
@@ -191,7 +193,7 @@ def probe(repository: Repository, scratch: Path, context: Context) -> list[Servi
     clone = scratch / "clone"
     try:
         shallow_clone(repository, clone)
-    except ProbeError as error:
+    except CommandError as error:
         return [Service(repository.name, repository.url, error=f"unreachable: {error}")]
     try:
         tree = read_tree(clone)
@@ -203,13 +205,13 @@ def probe(repository: Repository, scratch: Path, context: Context) -> list[Servi
                 if re.fullmatch(rf"projects/[^/]+/{re.escape(ANSWERS)}", path)
             )
             if not members:
-                raise ProbeError(f"a workspace without services (no projects/*/{ANSWERS})")
+                raise UnreadableError(f"a workspace without services (no projects/*/{ANSWERS})")
             return [
                 describe(repository, context, tree, folder, read_answers(tree, folder))
                 for folder in members
             ]
         return [describe(repository, context, tree, "", root)]
-    except ProbeError as error:
+    except (CommandError, UnreadableError) as error:
         return [Service(repository.name, repository.url, error=str(error))]
     finally:
         shutil.rmtree(clone, ignore_errors=True)
@@ -253,19 +255,21 @@ def read_answers(tree: Tree, folder: str) -> dict[str, Any]:
     path = str(PurePosixPath(folder, ANSWERS))
     text = tree.texts.get(path)
     if text is None:
-        raise ProbeError(f"not made from this template: no {path}")
+        raise UnreadableError(f"not made from this template: no {path}")
     try:
         answers = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ProbeError(f"malformed {path}{where}: {getattr(error, 'problem', error)}") from error
+        raise UnreadableError(
+            f"malformed {path}{where}: {getattr(error, 'problem', error)}"
+        ) from error
     if not isinstance(answers, dict):
-        raise ProbeError(f"malformed {path}: not a mapping of answers")
+        raise UnreadableError(f"malformed {path}: not a mapping of answers")
     if answers.get("layout") != "workspace" and not all(
         key in answers for key in TEMPLATE_QUESTIONS
     ):
-        raise ProbeError(
+        raise UnreadableError(
             f"not made from this template: {path} lacks {', '.join(TEMPLATE_QUESTIONS)}"
         )
     return answers
@@ -291,7 +295,7 @@ def describe(
     if context.use_gh and repository.github:
         try:
             service.pull_requests = context.pull_requests(repository.github)
-        except ProbeError:
+        except UnreadableError:
             service.pull_requests = None
     return service
 
@@ -312,7 +316,7 @@ def template_releases(service: Service, context: Context, source: str) -> None:
         return
     try:
         releases = context.releases(url)
-    except ProbeError as error:
+    except UnreadableError as error:
         service.error = f"template releases unreadable: {error}"
         return
     if releases:
@@ -337,7 +341,7 @@ def core_versions(
         return
     try:
         newest = context.newest_core(url, package, service.core_range or "", index_name)
-    except ProbeError as error:
+    except UnreadableError as error:
         service.core_note = f"index unreadable: {error}"
         return
     service.core_newest = str(newest) if newest else None

@@ -3,6 +3,7 @@ Renovate's copier manager on one of its services."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet import index
 from fleet.sources import Repository, read_fleet_file, repository
 from harness.commands import git, run
 from harness.fleet import (
@@ -342,3 +344,55 @@ def test_a_template_shorthand_gets_a_note_with_the_url_renovate_needs(
     assert "Renovate" in note
     post_copy.warn_about_template_shorthand({"_src_path": url})
     assert capsys.readouterr().err == ""
+
+
+PROJECT_PAGE = """<!DOCTYPE html><html><body>
+<a href="smplkit_core-1.2.0-py3-none-any.whl#sha256=00">smplkit_core-1.2.0-py3-none-any.whl</a>
+<a href="../../files/smplkit_core-1.3.0.tar.gz">smplkit_core-1.3.0.tar.gz</a>
+<a href="smplkit_core-1.4.0rc1-py3-none-any.whl">smplkit_core-1.4.0rc1-py3-none-any.whl</a>
+<a href="smplkit_core-2.0.0-py3-none-any.whl">smplkit_core-2.0.0-py3-none-any.whl</a>
+<a href="other_package-9.0.0-py3-none-any.whl">other_package-9.0.0-py3-none-any.whl</a>
+</body></html>"""
+
+
+class FakeResponse:
+    def __init__(self, body: str) -> None:
+        self.body = body.encode()
+
+    def __enter__(self) -> FakeResponse:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def test_the_newest_core_on_an_https_index_is_asked_with_uv_s_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The newest final release within the range: not a pre-release, not the next major."""
+    asked: list[tuple[urllib.request.Request, float]] = []
+
+    def urlopen(request: urllib.request.Request, timeout: float) -> FakeResponse:
+        asked.append((request, timeout))
+        return FakeResponse(PROJECT_PAGE)
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    monkeypatch.setenv("UV_INDEX_PRIVATE_USERNAME", "aws")
+    monkeypatch.setenv("UV_INDEX_PRIVATE_PASSWORD", "token-from-codeartifact")
+    url = "https://smplkit-123456789012.d.codeartifact.us-east-1.amazonaws.com/pypi/python/simple/"
+    newest = index.newest_allowed(url, "smplkit_core", ">=1.0,<2", "private")
+    assert str(newest) == "1.3.0"
+    ((request, timeout),) = asked
+    assert timeout == index.TIMEOUT_SECONDS
+    assert request.full_url == url + "smplkit-core/"
+    expected = base64.b64encode(b"aws:token-from-codeartifact").decode()
+    assert request.get_header("Authorization") == f"Basic {expected}"
+    assert index.newest_allowed(url, "smplkit-core", ">=3", "private") is None
+
+
+def test_an_index_other_than_https_or_file_is_refused() -> None:
+    with pytest.raises(index.IndexUnreadableError, match="only https:// and file://"):
+        index.newest_allowed("http://mirror.example/simple/", "smplkit-core", ">=1", None)
