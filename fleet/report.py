@@ -104,7 +104,7 @@ def markdown(services: list[Service], now: datetime) -> str:
     lines = [
         "# Fleet report",
         "",
-        f"{len(services)} services, {now:%Y-%m-%d %H:%M} UTC.",
+        f"{summary(services)}. {now:%Y-%m-%d %H:%M} UTC.",
         "",
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -121,6 +121,15 @@ def as_json(services: list[Service], now: datetime) -> str:
 
 
 PAGE = (Path(__file__).parent / "page.html").read_text()
+BAR_EM = 6
+"""The bar of the services furthest behind, in em; the others' in proportion."""
+
+
+def summary(services: list[Service]) -> str:
+    unread = sum(1 for service in services if service.error)
+    lagging = sum(1 for service in services if service.behind)
+    text = f"{len(services) - unread} services, {lagging} behind the template's newest release"
+    return text + (f"; {unread} repositories could not be read" if unread else "")
 
 
 def html_page(services: list[Service], now: datetime) -> str:
@@ -133,7 +142,7 @@ def html_page(services: list[Service], now: datetime) -> str:
         behind = service.behind or 0
         sort_behind = "-1" if service.behind is None else str(behind)
         bar = (
-            f'<span class="bar" style="width:{100 * behind / most_behind:.0f}%"></span>'
+            f'<span class="bar" style="width:{BAR_EM * behind / most_behind:.1f}em"></span>'
             f'<span class="count">{html.escape(line.get("behind", ""))}</span>'
         )
         columns = []
@@ -154,7 +163,7 @@ def html_page(services: list[Service], now: datetime) -> str:
     )
     return (
         PAGE.replace("{{generated}}", f"{now:%Y-%m-%d %H:%M} UTC")
-        .replace("{{count}}", str(len(services)))
+        .replace("{{summary}}", summary(services))
         .replace("{{headings}}", headings)
         .replace("{{rows}}", "\n".join(rows))
     )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 
 from fleet import index
 from fleet.sources import Repository, read_fleet_file, repository
-from harness.commands import git, run
+from harness.commands import REPO_ROOT, git, run
 from harness.fleet import (
     LATEST,
     TEAM_DOCKERFILE,
@@ -169,9 +170,10 @@ def test_fleet_file_entries_name_github_repositories_urls_or_paths(tmp_path: Pat
 
 def test_the_repository_s_own_fleet_file_is_read_by_fleet_and_the_release() -> None:
     """The core's release reads fleet.yml's `services` with yq: GitHub owner/name entries."""
-    services = yaml.safe_load(Path("fleet.yml").read_text())["services"]
+    fleet_file = REPO_ROOT / "fleet.yml"
+    services = yaml.safe_load(fleet_file.read_text())["services"]
     assert isinstance(services, list)
-    assert read_fleet_file(Path("fleet.yml")) == [repository(entry, Path()) for entry in services]
+    assert read_fleet_file(fleet_file) == [repository(entry, REPO_ROOT) for entry in services]
 
 
 def browser() -> str:
@@ -227,11 +229,15 @@ def test_the_html_page_draws_a_bar_per_service(
     _, output = fleet_report
     source = (output / "fleet.html").read_text()
     widths = dict(
-        re.findall(r'<td data-sort="([^"]+)">.*?<span class="bar" style="width:(\d+)%"', source)
+        re.findall(r'<td data-sort="([^"]+)">.*?<span class="bar" style="width:([\d.]+)em"', source)
     )
-    assert widths["acme/s01"] == "100"
-    assert widths["acme/s04"] == "50"
-    assert widths["acme/s08"] == "0"
+    assert widths["acme/s01"] == "6.0"
+    assert widths["acme/s04"] == "3.0"
+    assert widths["acme/s08"] == "0.0"
+    assert (
+        "22 services, 5 behind the template's newest release; 3 repositories could not be read"
+        in source
+    )
 
 
 def test_update_starts_the_workflow_of_each_lagging_service(fleet: Fleet) -> None:
@@ -396,3 +402,17 @@ def test_the_newest_core_on_an_https_index_is_asked_with_uv_s_credentials(
 def test_an_index_other_than_https_or_file_is_refused() -> None:
     with pytest.raises(index.IndexUnreadableError, match="only https:// and file://"):
         index.newest_allowed("http://mirror.example/simple/", "smplkit-core", ">=1", None)
+
+
+def test_the_repository_builds_the_fleet_command(tmp_path: Path) -> None:
+    """What `uvx --from <template repository> fleet` installs: the fleet package, its page, and
+    the `fleet` command."""
+    run([dev_tool("uv"), "build", "--wheel", "--out-dir", str(tmp_path), "."], cwd=REPO_ROOT)
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(name for name in names if name.endswith("entry_points.txt"))
+        scripts = archive.read(entry_points).decode()
+    assert {"fleet/cli.py", "fleet/page.html"} <= set(names)
+    assert not [name for name in names if name.split("/")[0] in {"tests", "harness", "core"}]
+    assert "fleet = fleet.cli:main" in scripts
