@@ -47,6 +47,9 @@ PULL_REQUESTS = {
     "acme/s11": [("core-bump/1.2.0", 3), ("feature/unrelated", 1)],
 }
 """Open pull requests the fake gh lists: (branch, days open). Only update branches are reported."""
+TOPIC = "smplkit-service"
+TOPIC_REPOSITORIES = ["acme/s13", "acme/s05"]
+"""What the fake `gh repo list acme --topic smplkit-service` lists."""
 
 
 @dataclass
@@ -113,7 +116,8 @@ def locked_core(service: Path) -> str:
 
 
 def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
-    """A `gh` that is logged in, lists PULL_REQUESTS, and records every call (one JSON line)."""
+    """A `gh` that is logged in, lists PULL_REQUESTS and the repositories with TOPIC, and records
+    every call (one JSON line)."""
     listed = {
         repo: [
             {
@@ -125,6 +129,9 @@ def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
         ]
         for repo, prs in PULL_REQUESTS.items()
     }
+    topic_repositories = [
+        {"nameWithOwner": name, "url": f"https://github.com/{name}"} for name in TOPIC_REPOSITORIES
+    ]
     script = folder / "gh"
     folder.mkdir(parents=True, exist_ok=True)
     script.write_text(
@@ -136,6 +143,8 @@ def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
                 log.write(json.dumps(args) + "\\n")
             if args[:2] == ["pr", "list"]:
                 print(json.dumps({listed!r}.get(args[args.index("--repo") + 1], [])))
+            elif args[:3] == ["repo", "list", "acme"] and {TOPIC!r} in args:
+                print(json.dumps({topic_repositories!r}))
             elif args[:2] not in (["auth", "status"], ["workflow", "run"]):
                 sys.exit(f"fake gh: unexpected {{args}}")
             """)

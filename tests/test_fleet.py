@@ -26,6 +26,8 @@ from harness.fleet import (
     TEAM_DOCKERFILE,
     TEAM_GITIGNORE,
     TEMPLATE_GITIGNORE,
+    TOPIC,
+    TOPIC_REPOSITORIES,
     Fleet,
     build_fleet,
 )
@@ -416,3 +418,19 @@ def test_the_repository_builds_the_fleet_command(tmp_path: Path) -> None:
     assert {"fleet/cli.py", "fleet/page.html"} <= set(names)
     assert not [name for name in names if name.split("/")[0] in {"tests", "harness", "core"}]
     assert "fleet = fleet.cli:main" in scripts
+
+
+def test_the_fleet_can_be_an_organisation_s_repositories_with_a_topic(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    done = run_fleet(fleet, "report", "--org", "acme", "--topic", TOPIC, "--output", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = report_lines(tmp_path)
+    assert sorted(lines) == sorted(TOPIC_REPOSITORIES)
+    assert [(lines[name]["version"], lines[name]["python"]) for name in sorted(lines)] == [
+        ("v1.1.0", "3.11"),
+        ("v1.2.0", "3.13"),
+    ]
+    alone = run_fleet(fleet, "report", "--topic", TOPIC, "--output", str(tmp_path))
+    assert alone.returncode == 2
+    assert "--topic and --org go together" in alone.stdout
