@@ -116,8 +116,8 @@ def locked_core(service: Path) -> str:
 
 
 def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
-    """A `gh` that is logged in, lists PULL_REQUESTS and the repositories with TOPIC, and records
-    every call (one JSON line)."""
+    """A `gh` that is logged in (unless FAKE_GH_LOGGED_OUT is set), lists PULL_REQUESTS and the
+    repositories with TOPIC, and records every call (one JSON line)."""
     listed = {
         repo: [
             {
@@ -137,10 +137,12 @@ def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
     script.write_text(
         f"#!{sys.executable}\n"
         + textwrap.dedent(f"""\
-            import json, sys
+            import json, os, sys
             args = sys.argv[1:]
             with open({str(calls)!r}, "a") as log:
                 log.write(json.dumps(args) + "\\n")
+            if args[:2] == ["auth", "status"] and os.environ.get("FAKE_GH_LOGGED_OUT"):
+                sys.exit("You are not logged into any GitHub hosts.")
             if args[:2] == ["pr", "list"]:
                 print(json.dumps({listed!r}.get(args[args.index("--repo") + 1], [])))
             elif args[:3] == ["repo", "list", "acme"] and {TOPIC!r} in args:

@@ -145,6 +145,28 @@ def test_bad_entries_fail_the_run_only_with_strict(fleet: Fleet, tmp_path: Path)
     assert strict.returncode == 1, strict.stdout
 
 
+def test_pull_requests_are_unknown_when_gh_is_not_logged_in(fleet: Fleet, tmp_path: Path) -> None:
+    fleet_file = tmp_path / "fleet.yml"
+    fleet_file.write_text("services: [acme/s05]\n")
+    env = {**fleet.env, "FAKE_GH_LOGGED_OUT": "1"}
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "fleet",
+            "report",
+            "--fleet",
+            str(fleet_file),
+            "--output",
+            str(tmp_path),
+        ],
+        cwd=fleet.root,
+        env=env,
+    )
+    assert "unknown" in done.stdout
+    assert report_lines(tmp_path)["acme/s05"]["pull_requests"] is None
+
+
 def test_a_fleet_file_that_is_not_a_list_is_refused(fleet: Fleet, tmp_path: Path) -> None:
     fleet_file = tmp_path / "fleet.yml"
     fleet_file.write_text("services: acme/s01\n")
