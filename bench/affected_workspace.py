@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +168,16 @@ def write_member(root: Path, path: str, name: str, dependencies: list[str]) -> N
     (folder / "tests" / "test_import.py").write_text(f"import {module(name)}  # noqa: F401\n")
 
 
+def write_task_definition(folder: Path, service: str) -> None:
+    """What the deploy fills in: the image, and the environment's name."""
+    task = {
+        "family": f"{service}-__ENVIRONMENT__",
+        "containerDefinitions": [{"name": service, "image": "filled-in-by-the-deploy"}],
+    }
+    (folder / "infra" / "ecs").mkdir(parents=True)
+    (folder / "infra" / "ecs" / "task-definition.json").write_text(json.dumps(task, indent=2))
+
+
 def build_workspace(root: Path) -> Path:
     """The workspace in `root/repo` (committed, locked against the oldest releases), its index in
     `root/index`; returns the repository."""
@@ -185,8 +197,10 @@ def build_workspace(root: Path) -> Path:
         write_member(repo, f"projects/{service}", service, service_dependencies(service))
         database = "postgres" if service in DATABASE_SERVICES else "none"
         (repo / "projects" / service / ".copier-answers.yml").write_text(
-            f"service_name: {service}\ndatabase: {database}\nworkspace_member: true\n"
+            f"service_name: {service}\ndatabase: {database}\nhttp_port: '8000'\n"
+            "workspace_member: true\n"
         )
+        write_task_definition(repo / "projects" / service, service)
     uv_lock(repo)
     git("init", "--quiet", "--initial-branch=main", cwd=repo)
     git("add", "--all", cwd=repo)
@@ -216,7 +230,8 @@ def upgrade(package: str) -> Callable[[Path], None]:
     """A newer release of `package` published, and the lock moved to it (and only it)."""
 
     def change(repo: Path) -> None:
-        index = Path(repo.parent / "index")
+        settings = tomllib.loads((repo / "pyproject.toml").read_text())
+        index = Path(settings["tool"]["uv"]["index"][0]["url"].removeprefix("file://"))
         publish(index, package, list(THIRD_PARTY[package])[-1])
         uv_lock(repo, "--upgrade-package", package)
 
@@ -229,6 +244,8 @@ class Change:
     make: Callable[[Path], None]
     affected: frozenset[str]
     deployed: frozenset[str]
+    reason: tuple[str, str] | None
+    """A member, and the reason it must be given."""
 
 
 def _all_members() -> frozenset[str]:
@@ -239,8 +256,13 @@ def services_among(members: frozenset[str]) -> frozenset[str]:
     return frozenset(name for name in members if name.startswith("service-"))
 
 
-def _change(name: str, make: Callable[[Path], None], affected: frozenset[str]) -> Change:
-    return Change(name, make, affected, services_among(affected))
+def _change(
+    name: str,
+    make: Callable[[Path], None],
+    affected: frozenset[str],
+    reason: tuple[str, str] | None,
+) -> Change:
+    return Change(name, make, affected, services_among(affected), reason)
 
 
 CHANGES: list[Change] = [
@@ -248,26 +270,31 @@ CHANGES: list[Change] = [
         "one service file",
         lambda repo: append(repo, "projects/service-05/src/service_05/__init__.py", "VALUE = 1\n"),
         frozenset({"service-05"}),
+        ("service-05", "own files"),
     ),
     _change(
         "a library used by three services",
         lambda repo: append(repo, "lib/mail/src/mail/__init__.py", "SENDER = 'x'\n"),
         frozenset({"mail", *MAIL_USERS}),
+        ("service-02", "uses lib/mail"),
     ),
     _change(
         "the bottom library, used by all",
         lambda repo: append(repo, "lib/base/src/base/__init__.py", "BASE = 1\n"),
         _all_members(),
+        ("service-30", "uses lib/base"),
     ),
     _change(
         "the core's version in the lock",
         upgrade("smplkit-core"),
         frozenset(service_names()),
+        ("service-11", "its locked closure changed: smplkit-core 1.0.0 → 1.1.0"),
     ),
     _change(
         "a third-party package used by one service",
         upgrade("orjson"),
         frozenset({ORJSON_USER}),
+        (ORJSON_USER, "its locked closure changed: orjson 3.10.0 → 3.11.0"),
     ),
     Change(
         "a root tool config",
@@ -276,11 +303,13 @@ CHANGES: list[Change] = [
         ),
         _all_members(),
         frozenset(),
+        ("money", "root tool config"),
     ),
     _change(
         "a README at the root",
         lambda repo: append(repo, "README.md", "\nMore words.\n"),
         frozenset(),
+        None,
     ),
 ]
 
@@ -289,6 +318,49 @@ def commit_change(repo: Path, change: Change) -> None:
     change.make(repo)
     git("add", "--all", cwd=repo)
     git("commit", "--quiet", f"--message={change.name}", cwd=repo)
+
+
+@dataclass(frozen=True)
+class History:
+    """The workspace's repository with every change of CHANGES committed in turn: `commits[name]`
+    is the commit of the change, `base` the one before the first."""
+
+    repo: Path
+    base: str
+    commits: dict[str, str]
+
+    def before(self, change: Change) -> str:
+        names = [change.name for change in CHANGES]
+        index = names.index(change.name)
+        return self.base if index == 0 else self.commits[names[index - 1]]
+
+    def checkout(self, change: Change, destination: Path) -> Path:
+        """A worktree at the change's commit, its branch main (as a push to main leaves it)."""
+        git(
+            "worktree",
+            "add",
+            "--quiet",
+            "--detach",
+            str(destination),
+            self.commits[change.name],
+            cwd=self.repo,
+        )
+        return destination
+
+
+def build_history(root: Path, prepare: Callable[[Path], None] | None = None) -> History:
+    """The workspace, `prepare`d (and committed) if given, then every change of CHANGES."""
+    repo = build_workspace(root)
+    if prepare is not None:
+        prepare(repo)
+        git("add", "--all", cwd=repo)
+        git("commit", "--quiet", "--message=Prepared", cwd=repo)
+    base = git("rev-parse", "HEAD", cwd=repo).strip()
+    commits = {}
+    for change in CHANGES:
+        commit_change(repo, change)
+        commits[change.name] = git("rev-parse", "HEAD", cwd=repo).strip()
+    return History(repo, base, commits)
 
 
 def affected(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
