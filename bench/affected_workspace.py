@@ -226,6 +226,10 @@ def append(repo: Path, path: str, text: str) -> None:
         file.write(text)
 
 
+def replace(repo: Path, path: str, old: str, new: str) -> None:
+    (repo / path).write_text((repo / path).read_text().replace(old, new))
+
+
 def upgrade(package: str) -> Callable[[Path], None]:
     """A newer release of `package` published, and the lock moved to it (and only it)."""
 
@@ -298,9 +302,7 @@ CHANGES: list[Change] = [
     ),
     Change(
         "a root tool config",
-        lambda repo: (repo / "pyproject.toml").write_text(
-            (repo / "pyproject.toml").read_text().replace("line-length = 100", "line-length = 99")
-        ),
+        lambda repo: replace(repo, "pyproject.toml", "line-length = 100", "line-length = 99"),
         _all_members(),
         frozenset(),
         ("money", "root tool config"),

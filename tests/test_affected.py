@@ -86,6 +86,7 @@ def test_the_text_lists_each_affected_member_with_its_reasons(
     change = next(change for change in CHANGES if "three services" in change.name)
     worktree = history.checkout(change, tmp_path / "worktree")
     _, text, _ = affected(worktree, "--base", history.before(change))
+    assert isinstance(text, str)
     assert text.splitlines() == [
         "4 of 40 members affected",
         "  lib/mail: own files",

@@ -302,6 +302,23 @@ class Emulated:
 ActionEmulator = Callable[[dict[str, str]], Emulated]
 
 
+def emulated_actions() -> dict[str, ActionEmulator]:
+    """The third-party actions of the generated workflows, as far as the scripts after them see:
+    AWS credentials set the region; the others do nothing a later script reads."""
+    nothing: ActionEmulator = lambda _: Emulated()  # noqa: E731 - a table of one-liners
+    return {
+        "actions/checkout": nothing,
+        "astral-sh/setup-uv": nothing,
+        "hashicorp/setup-terraform": nothing,
+        "actions/upload-artifact": nothing,
+        "actions/download-artifact": nothing,
+        "aws-actions/amazon-ecs-deploy-task-definition": nothing,
+        "aws-actions/configure-aws-credentials": lambda inputs: Emulated(
+            env={"AWS_REGION": inputs["aws-region"], "AWS_DEFAULT_REGION": inputs["aws-region"]}
+        ),
+    }
+
+
 @dataclass
 class JobResult:
     result: str
