@@ -182,6 +182,7 @@ def build_workspace(root: Path) -> Path:
     """The workspace in `root/repo` (committed, locked against the oldest releases), its index in
     `root/index`; returns the repository."""
     index = root / "index"
+    index.mkdir(parents=True)
     for name, versions in THIRD_PARTY.items():
         publish(index, name, next(iter(versions)))
     repo = root / "repo"
