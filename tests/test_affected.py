@@ -28,7 +28,7 @@ from bench.affected_workspace import (
 )
 from harness.commands import git, run
 
-pytestmark = pytest.mark.xdist_group("workspace-ci")
+pytestmark = pytest.mark.xdist_group("affected")
 
 ALL_MEMBERS = {*LIBRARIES, *service_names()}
 

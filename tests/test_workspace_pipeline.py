@@ -34,7 +34,7 @@ from tests.tools import (
 )
 from tests.workflow_runner import FakeCommands, JobResult, WorkflowRunner, emulated_actions, render
 
-pytestmark = pytest.mark.xdist_group("workspace-ci")
+pytestmark = pytest.mark.xdist_group("workspace-pipeline")
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -180,6 +180,7 @@ def test_the_matrix_job_gets_postgres_only_for_members_with_a_database(workspace
 def history(tmp_path_factory: pytest.TempPathFactory, workspace: Path) -> History:
     def add_the_workflows(repo: Path) -> None:
         shutil.copytree(workspace / ".github", repo / ".github")
+        shutil.copy2(workspace / "Makefile", repo / "Makefile")
 
     return build_history(tmp_path_factory.mktemp("workspace-history"), add_the_workflows)
 
@@ -245,9 +246,16 @@ class PipelineRun:
         return sorted(found)
 
 
-def run_ci(history: History, change: Change, tmp_path: Path, event: str = "push") -> PipelineRun:
+def run_ci(
+    history: History,
+    change: Change,
+    tmp_path: Path,
+    event: str = "push",
+    answers: dict[str, tuple[str, int]] | None = None,
+) -> PipelineRun:
     """ci.yml (deploy.yml through it) for the change's commit: pushed to main, or as a pull
-    request against main at the commit before it."""
+    request against main at the commit before it; `answers` adds rules (pattern: (stdout, exit
+    code)) over healthy ones."""
     require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
     commit = history.commits[change.name]
     before = history.before(change)
@@ -255,6 +263,8 @@ def run_ci(history: History, change: Change, tmp_path: Path, event: str = "push"
     git("update-ref", "refs/remotes/origin/main", before, cwd=worktree)
     fakes = FakeCommands(tmp_path / "fakes", ("aws", "docker", "terraform", "curl", "make"))
     fake_aws(fakes, commit)
+    for pattern, (stdout, exit_code) in (answers or {}).items():
+        fakes.answer(pattern, stdout, exit_code)
     runner = WorkflowRunner(
         worktree,
         fakes,
@@ -370,3 +380,35 @@ def test_a_readme_at_the_root_runs_nothing(history: History, tmp_path: Path) -> 
         "notify-failure": "skipped",
     }
     assert not pipeline.lines(r"^make |^docker |^aws ecs")
+
+
+def test_a_failed_check_deploys_nothing_and_posts_to_slack(
+    history: History, tmp_path: Path
+) -> None:
+    """One member's failure (a library's) holds back every deploy of the change."""
+    change = change_named("three services")
+    pipeline = run_ci(history, change, tmp_path, answers={r"^make check PACKAGE=mail$": ("", 2)})
+    assert pipeline.checked() == sorted(change.affected)
+    results = {entry["member"]: result.result for entry, result in pipeline.jobs["checks"].legs}
+    assert results == {"mail": "failure"} | dict.fromkeys(change.deployed, "success")
+    assert pipeline.jobs["deploy-staging"].result == "skipped"
+    assert not pipeline.lines(r"^docker push|^aws ecs")
+    (post,) = pipeline.fakes.calls(r"^curl .*hooks\.slack")
+    assert "acme-services: the run of" in json.loads(post.stdin)["text"]
+
+
+def test_make_affected_runs_the_module_and_an_empty_base_lists_every_member(
+    history: History, tmp_path: Path
+) -> None:
+    change = change_named("three services")
+    worktree = history.checkout(change, tmp_path / "checkout")
+    make = require_tool("make", "install make (Debian: apt-get install make)")
+    text = run(
+        [make, "--no-print-directory", "affected", f"BASE={history.before(change)}"], cwd=worktree
+    ).stdout
+    assert text.splitlines()[0] == "4 of 40 members affected"
+    assert "  projects/service-02, deployed: uses lib/mail" in text.splitlines()
+    everything = run(
+        [make, "--no-print-directory", "affected", "BASE=", "AFFECTED_FORMAT=json"], cwd=worktree
+    ).stdout
+    assert len(json.loads(everything)["include"]) == 40
