@@ -180,3 +180,10 @@ def test_a_broken_lock_is_a_clear_error(at_last_change: Path) -> None:
     status, output, error = affected(at_last_change, "--base", "HEAD", check=False)
     assert (status, output) == (2, "")
     assert error.startswith("affected: uv.lock is not valid TOML")
+
+
+def test_a_missing_lock_is_a_clear_error(at_last_change: Path) -> None:
+    (at_last_change / "uv.lock").unlink()
+    status, output, error = affected(at_last_change, "--base", "HEAD", check=False)
+    assert (status, output) == (2, "")
+    assert error == "affected: no uv.lock at the workspace's root: run `uv lock`\n"

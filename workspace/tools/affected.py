@@ -123,13 +123,11 @@ def changed_files(base: str) -> list[str]:
 
 
 def at_base(base: str, path: str) -> str | None:
-    result = subprocess.run(  # noqa: S603 - git with fixed arguments
-        ["git", "show", f"{base}:{path}"],  # noqa: S607 - the git on PATH
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout if result.returncode == 0 else None
+    """The file as it was at `base`; None where it did not exist."""
+    try:
+        return git("show", f"{base}:{path}")
+    except AffectedError:
+        return None
 
 
 # uv.lock.
@@ -150,7 +148,7 @@ def read_lock(text: str | None) -> Locked:
     for entry in packages.values():
         for package in entry["forks"]:
             if local_path(package) == ".":
-                groups["root"] = [{"name": package["name"]}]
+                groups["root"] = list(edges(package, dev=True))
     packages[ROOT_TOOLS] = {"forks": [{"dev-dependencies": groups}]}
     return packages
 
@@ -275,7 +273,9 @@ def root_settings_changes(before: str | None, after: str | None) -> list[tuple[s
 
 def decide(base: str) -> list[Member]:
     """Every member of the workspace now, with the reasons it is affected (none: not affected)."""
-    locked = read_lock(Path(LOCK).read_text() if Path(LOCK).exists() else None)
+    if not Path(LOCK).exists():
+        raise AffectedError(f"no {LOCK} at the workspace's root: run `uv lock`")
+    locked = read_lock(Path(LOCK).read_text())
     members = {name: Member(name, path) for name, path in sorted(members_of(locked).items())}
     if not base:
         for member in members.values():
