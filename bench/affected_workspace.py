@@ -15,8 +15,6 @@ import base64
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import tomllib
 import zipfile
 from collections.abc import Callable
@@ -213,12 +211,6 @@ def uv_lock(repo: Path, *args: str) -> None:
     run(["uv", "lock", "--quiet", "--offline", *args], cwd=repo)
 
 
-def clone(repo: Path, destination: Path) -> Path:
-    """A working copy of the workspace at its first commit, for one series of changes."""
-    run(["git", "clone", "--quiet", str(repo), str(destination)])
-    return destination
-
-
 # The fixed changes.
 
 
@@ -364,8 +356,3 @@ def build_history(root: Path, prepare: Callable[[Path], None] | None = None) -> 
         commit_change(repo, change)
         commits[change.name] = git("rev-parse", "HEAD", cwd=repo).strip()
     return History(repo, base, commits)
-
-
-def affected(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The workspace's own `python tools/affected.py`, as `make affected` runs it."""
-    return run([sys.executable, "tools/affected.py", *args], cwd=repo)
