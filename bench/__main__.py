@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from bench.affected import measure_affected
 from bench.core_costs import measure_core_costs
 from bench.fleet import measure_fleet
 from bench.generation import measure_copy, measure_time_to_green, measure_update
@@ -42,6 +43,11 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         "the `database: postgres` service on a local PostgreSQL under load, against bare FastAPI "
         "and SQLAlchemy making the same queries",
         measure_postgres_load,
+    ),
+    "affected": (
+        "affected-only CI on a 40-member workspace: tools/affected.py per change, against "
+        "`uv lock --check`",
+        measure_affected,
     ),
     "core-costs": (
         "instructions per request in-process: the core, the minimal request-logging layer "

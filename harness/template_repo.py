@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.commands import REPO_ROOT, git
 
-TEMPLATE_PATHS = ("copier.yml", "template", "hooks", "CHANGELOG.md", "README.md")
+TEMPLATE_PATHS = ("copier.yml", "template", "workspace", "hooks", "CHANGELOG.md", "README.md")
 """What a template release needs: the questions, the skeleton, the hooks and their docs."""
 
 

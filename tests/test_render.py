@@ -129,11 +129,15 @@ PLATFORM_SETTINGS = frozenset(
 )
 
 
+SET_BY_THE_WORKSPACE = frozenset({"workspace_member"})
+"""Recorded but never asked: the workspace's `make service` sets it."""
+
+
 def test_the_platform_settings_are_recorded_but_never_asked() -> None:
     """`ask: false`, not `when: false`: Copier records the answer, and an update keeps it."""
     for name, question in questions().items():
         never_asked = question.get("ask") is False
-        assert never_asked == (name in PLATFORM_SETTINGS), name
+        assert never_asked == (name in PLATFORM_SETTINGS | SET_BY_THE_WORKSPACE), name
         if never_asked:
             assert "when" not in question, name
 

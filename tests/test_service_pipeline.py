@@ -26,13 +26,21 @@ from harness.generate import copy
 from harness.template_repo import release
 from tests.services import GeneratedService, ServiceCache
 from tests.tools import (
+    action_pins,
+    assumes_a_role,
     dev_tool,
     dockerfile_instructions,
     load_workflow,
     require_tool,
     workflow_steps,
 )
-from tests.workflow_runner import Call, Emulated, FakeCommands, JobResult, WorkflowRunner
+from tests.workflow_runner import (
+    Call,
+    FakeCommands,
+    JobResult,
+    WorkflowRunner,
+    emulated_actions,
+)
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -48,9 +56,6 @@ VARIANTS: dict[str, dict[str, str]] = {
         "aws_account_id": "210987654321",
     },
 }
-SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
-VERSION_COMMENT = re.compile(r"^#\s+v\d+\.\d+\.\d+$")
-USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "d" * 64
 TOKEN = "codeartifact-token-for-the-test"
@@ -198,17 +203,7 @@ def test_yamllint_config_is_found_without_naming_it(service: GeneratedService) -
 def test_every_action_is_pinned_to_a_commit_with_its_release_in_a_comment(
     service: GeneratedService,
 ) -> None:
-    pins: dict[str, set[str]] = {}
-    for path in github_files(service):
-        for line in path.read_text().splitlines():
-            match = USES_LINE.match(line)
-            if not match or match["ref"].startswith("$/"):
-                continue
-            assert SHA_PIN.match(match["ref"]), f"{path.name}: {line.strip()}"
-            assert match["comment"], f"{path.name}: {line.strip()}"
-            assert VERSION_COMMENT.match(match["comment"]), f"{path.name}: {line.strip()}"
-            action, sha = match["ref"].split("@")
-            pins.setdefault(action, set()).add(f"{sha} {match['comment']}")
+    pins = action_pins(github_files(service))
     assert len(pins) >= 6
     assert {action: found for action, found in pins.items() if len(found) > 1} == {}
 
@@ -229,24 +224,6 @@ def test_no_dangerous_triggers_and_no_expressions_in_scripts(service: GeneratedS
             assert "${{" not in str(step.get("run", "")), f"{path.name}: {job_id}"
 
 
-def assumes_a_role(service: GeneratedService, job: dict[str, Any]) -> bool:
-    """The job assumes an AWS role: itself, through a local action, or in a reusable workflow."""
-    if "uses" in job:
-        called = load_workflow(service.path / job["uses"].removeprefix("$/"))
-        return any(assumes_a_role(service, inner) for inner in called["jobs"].values())
-    for step in job["steps"]:
-        uses = str(step.get("uses", ""))
-        if uses.startswith("aws-actions/configure-aws-credentials@"):
-            return True
-        if (
-            uses.startswith("$/")
-            and "configure-aws-credentials@"
-            in (service.path / uses.removeprefix("$/") / "action.yml").read_text()
-        ):
-            return True
-    return False
-
-
 def test_permissions_are_empty_by_default_and_least_privilege_per_job(
     service: GeneratedService,
 ) -> None:
@@ -262,9 +239,9 @@ def test_permissions_are_empty_by_default_and_least_privilege_per_job(
         assert document["permissions"] == {}, path.name
         for job_id, job in document["jobs"].items():
             granted = dict(job["permissions"])
-            assert (granted.pop("id-token", None) == "write") == assumes_a_role(service, job), (
-                f"{path.name}: {job_id}"
-            )
+            assert (granted.pop("id-token", None) == "write") == assumes_a_role(
+                service.path, job
+            ), f"{path.name}: {job_id}"
             allowed = {"contents": "read"}
             if path.name in {"template-update.yml", "core-bump.yml"}:
                 allowed = {"contents": "write", "pull-requests": "write"}
@@ -343,22 +320,6 @@ def fake_aws(fakes: FakeCommands, service: GeneratedService) -> None:
     )
     fakes.answer(r"^aws ecs run-task", f"arn:aws:ecs:{region}:{account}:task/migrations-1\n")
     fakes.answer(r"^aws ecs describe-tasks", "0\tEssential container in task exited\n")
-
-
-def emulated_actions() -> dict[str, Any]:
-    """Third-party actions, as far as the scripts after them see."""
-    nothing = lambda _: Emulated()  # noqa: E731 - a table of one-liners
-    return {
-        "actions/checkout": nothing,
-        "astral-sh/setup-uv": nothing,
-        "hashicorp/setup-terraform": nothing,
-        "actions/upload-artifact": nothing,
-        "actions/download-artifact": nothing,
-        "aws-actions/amazon-ecs-deploy-task-definition": nothing,
-        "aws-actions/configure-aws-credentials": lambda inputs: Emulated(
-            env={"AWS_REGION": inputs["aws-region"], "AWS_DEFAULT_REGION": inputs["aws-region"]}
-        ),
-    }
 
 
 @dataclass

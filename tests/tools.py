@@ -3,6 +3,7 @@ readers of the pipeline's files (workflows, the Dockerfile) that several test mo
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,44 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         pending = ""
         instructions.append((keyword.upper(), " ".join(rest.split())))
     return instructions
+
+
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"^#\s+v\d+\.\d+\.\d+$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
+
+
+def action_pins(paths: list[Path]) -> dict[str, set[str]]:
+    """Every third-party action the files use: {action: {"<sha> # <release>", ...}}, each use
+    asserted to be pinned to a full commit with its release in a comment."""
+    pins: dict[str, set[str]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            match = USES_LINE.match(line)
+            if not match or match["ref"].startswith("$/"):
+                continue
+            assert SHA_PIN.match(match["ref"]), f"{path.name}: {line.strip()}"
+            assert match["comment"], f"{path.name}: {line.strip()}"
+            assert VERSION_COMMENT.match(match["comment"]), f"{path.name}: {line.strip()}"
+            action, sha = match["ref"].split("@")
+            pins.setdefault(action, set()).add(f"{sha} {match['comment']}")
+    return pins
+
+
+def assumes_a_role(root: Path, job: dict[str, Any]) -> bool:
+    """The job assumes an AWS role: itself, through a local action, or in a reusable workflow
+    (paths from the repository `root`)."""
+    if "uses" in job:
+        called = load_workflow(root / job["uses"].removeprefix("$/"))
+        return any(assumes_a_role(root, inner) for inner in called["jobs"].values())
+    for step in job["steps"]:
+        uses = str(step.get("uses", ""))
+        if uses.startswith("aws-actions/configure-aws-credentials@"):
+            return True
+        if (
+            uses.startswith("$/")
+            and "configure-aws-credentials@"
+            in (root / uses.removeprefix("$/") / "action.yml").read_text()
+        ):
+            return True
+    return False

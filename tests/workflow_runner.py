@@ -2,7 +2,8 @@
 
 `WorkflowRunner` walks a workflow's jobs in the order of their `needs`, evaluates the `if:` and
 `${{ ... }}` expressions the workflows use, runs each `run:` script with bash as GitHub's runners
-do, expands local composite actions and reusable workflows, and hands every other action to an
+do (in the job's or step's working directory), runs a job once per entry of its `strategy.matrix`,
+expands local composite actions and reusable workflows, and hands every other action to an
 emulator the test gives. Every command the scripts run that matters (aws, docker, terraform,
 curl, ...) is a `FakeCommands` script that records its call and answers from rules the test sets,
 so a test asserts from the recorded calls: which image was pushed, which digest each environment
@@ -11,6 +12,7 @@ deployed, whether the migrations ran before the rollout.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -53,6 +55,10 @@ for rule in reversed(json.loads((root / "rules.json").read_text())):
         sys.stdout.write(rule["stdout"])
         sys.exit(rule["exit_code"])
 """
+
+WORKING_DIRECTORY = "working-directory"
+"""Where a step's script runs (its own, or its job's default), carried with its environment:
+no environment variable can have this name."""
 
 RECORDED_ENV = ("UV_INDEX_PRIVATE_PASSWORD", "TEST_DATABASE_URL", "RUFF_OUTPUT_FORMAT", "UV_LOCKED")
 """Variables a fake records with each call, when set."""
@@ -215,6 +221,8 @@ class Expression:
         if name == "format":
             template, *values = arguments
             return re.sub(r"\{(\d+)\}", lambda m: as_text(values[int(m[1])]), template)
+        if name == "fromJSON":
+            return json.loads(arguments[0])
         statuses = {
             "success": self.status == "success",
             "failure": self.status == "failure",
@@ -246,6 +254,28 @@ def render(value: Any, context: Mapping[str, Any], status: str = "success") -> s
     )
 
 
+def evaluate(value: Any, context: Mapping[str, Any]) -> Any:
+    """A YAML value that is one whole `${{ ... }}` expression, as the value it evaluates to (a
+    matrix from `fromJSON(...)`); any other value as it is written."""
+    match = EXPRESSION.fullmatch(value.strip()) if isinstance(value, str) else None
+    return Expression(match[1], context, "success").value() if match else value
+
+
+def matrix_entries(strategy: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a job's `strategy.matrix`: its `include` list, or the product of its axes."""
+    matrix = evaluate(strategy["matrix"], context)
+    assert isinstance(matrix, dict), f"the runner reads a matrix mapping, not {matrix!r}"
+    axes = {name: values for name, values in matrix.items() if name not in {"include", "exclude"}}
+    assert "exclude" not in matrix, "the runner does not apply a matrix's exclude"
+    assert not (axes and matrix.get("include")), "the runner does not merge include into axes"
+    entries = [dict(entry) for entry in matrix.get("include", [])] or [
+        dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())
+    ]
+    # GitHub fails a job whose matrix is empty, instead of skipping it.
+    assert entries, f"the matrix {matrix!r} is empty: GitHub fails such a job"
+    return entries
+
+
 def condition(text: Any, context: Mapping[str, Any], status: str) -> bool:
     """An `if:`: without a status function, it holds only while everything succeeded."""
     if text is None:
@@ -272,6 +302,23 @@ class Emulated:
 ActionEmulator = Callable[[dict[str, str]], Emulated]
 
 
+def emulated_actions() -> dict[str, ActionEmulator]:
+    """The third-party actions of the generated workflows, as far as the scripts after them see:
+    AWS credentials set the region; the others do nothing a later script reads."""
+    nothing: ActionEmulator = lambda _: Emulated()  # noqa: E731 - a table of one-liners
+    return {
+        "actions/checkout": nothing,
+        "astral-sh/setup-uv": nothing,
+        "hashicorp/setup-terraform": nothing,
+        "actions/upload-artifact": nothing,
+        "actions/download-artifact": nothing,
+        "aws-actions/amazon-ecs-deploy-task-definition": nothing,
+        "aws-actions/configure-aws-credentials": lambda inputs: Emulated(
+            env={"AWS_REGION": inputs["aws-region"], "AWS_DEFAULT_REGION": inputs["aws-region"]}
+        ),
+    }
+
+
 @dataclass
 class JobResult:
     result: str
@@ -279,6 +326,8 @@ class JobResult:
     outputs: dict[str, str] = field(default_factory=dict)
     log: str = ""
     """What its scripts wrote, for failure messages."""
+    legs: list[tuple[dict[str, Any], JobResult]] = field(default_factory=list)
+    """A matrix job's runs: (its matrix entry, its result)."""
 
 
 @dataclass
@@ -315,7 +364,7 @@ class WorkflowRunner:
         self.temp.mkdir(exist_ok=True)
         self._files = 0
 
-    def run(self, workflow: str, inputs: Mapping[str, str] | None = None) -> dict[str, JobResult]:
+    def run(self, workflow: str, inputs: Mapping[str, Any] | None = None) -> dict[str, JobResult]:
         """Every job of `.github/workflows/<workflow>`, in the order of their needs."""
         document = load_workflow(self.root / ".github" / "workflows" / workflow)
         results: dict[str, JobResult] = {}
@@ -335,7 +384,7 @@ class WorkflowRunner:
         document: dict[str, Any],
         job: dict[str, Any],
         results: Mapping[str, JobResult],
-        inputs: dict[str, str],
+        inputs: dict[str, Any],
     ) -> JobResult:
         needs = {need: results[need] for need in needs_of(job)}
         status = "success"
@@ -348,6 +397,24 @@ class WorkflowRunner:
         }
         if not condition(job.get("if"), context, status):
             return JobResult("skipped")
+        if "strategy" not in job:
+            return self._single(document, job, context)
+        legs = [
+            (entry, self._single(document, job, context | {"matrix": entry}))
+            for entry in matrix_entries(job["strategy"], context)
+        ]
+        # GitHub's needs context gives one result for all the runs, and the last run's outputs.
+        failed = any(result.result == "failure" for _, result in legs)
+        return JobResult(
+            "failure" if failed else "success",
+            legs[-1][1].outputs,
+            "\n".join(result.log for _, result in legs),
+            legs,
+        )
+
+    def _single(
+        self, document: dict[str, Any], job: dict[str, Any], context: dict[str, Any]
+    ) -> JobResult:
         if "uses" in job:
             return self._reusable(job, context)
         workflow_env = {
@@ -357,6 +424,9 @@ class WorkflowRunner:
             name: render(value, context | {"env": workflow_env})
             for name, value in job.get("env", {}).items()
         }
+        directory = job.get("defaults", {}).get("run", {}).get("working-directory")
+        if directory is not None:
+            env = env | {WORKING_DIRECTORY: render(directory, context)}
         run = self._steps(job["steps"], context, env)
         outputs = {
             name: render(value, context | {"steps": run.steps})
@@ -367,8 +437,14 @@ class WorkflowRunner:
     def _reusable(self, job: dict[str, Any], context: dict[str, Any]) -> JobResult:
         path = self._local(job["uses"])
         called = load_workflow(path)["on"]["workflow_call"]
-        inputs = {name: as_text(spec.get("default")) for name, spec in called["inputs"].items()}
+        inputs: dict[str, Any] = {
+            name: as_text(spec.get("default")) for name, spec in called["inputs"].items()
+        }
         inputs |= {name: render(value, context) for name, value in job.get("with", {}).items()}
+        # A boolean input is a boolean in the called workflow, not the text 'false'.
+        for name, spec in called["inputs"].items():
+            if spec.get("type") == "boolean":
+                inputs[name] = inputs[name] in {"true", "True"}
         results = self.run(path.name, inputs)
         result = "failure" if any(r.result == "failure" for r in results.values()) else "success"
         jobs = {name: {"result": r.result, "outputs": r.outputs} for name, r in results.items()}
@@ -378,7 +454,7 @@ class WorkflowRunner:
         }
         return JobResult(result, outputs, "\n".join(r.log for r in results.values()))
 
-    def _context(self, inputs: Mapping[str, str]) -> dict[str, Any]:
+    def _context(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "github": self.github,
             "secrets": self.secrets,
@@ -405,6 +481,8 @@ class WorkflowRunner:
                 }
             )
             if "run" in step:
+                if "working-directory" in step:
+                    step_env[WORKING_DIRECTORY] = render(step["working-directory"], scope)
                 outcome, outputs, exported = self._script(step["run"], step_env, run.log)
             else:
                 outcome, outputs, exported = self._action(step, scope, step_env, run)
@@ -431,9 +509,11 @@ class WorkflowRunner:
         output.write_text("")
         exported.write_text("")
         github = self.github
+        variables = dict(env)
+        directory = self.root / variables.pop(WORKING_DIRECTORY, ".")
         result = subprocess.run(  # noqa: S603 - a workflow step's own script
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-            cwd=self.root,
+            cwd=directory,
             env={
                 **tool_env(),
                 "PATH": self.path,
@@ -444,7 +524,7 @@ class WorkflowRunner:
                 "GITHUB_REF": github["ref"],
                 "GITHUB_REPOSITORY": github["repository"],
                 "GITHUB_RUN_ID": str(github["run_id"]),
-                **env,
+                **variables,
             },
             stdin=subprocess.DEVNULL,
             capture_output=True,
