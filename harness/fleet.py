@@ -277,12 +277,12 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
 
     # A workspace: root answers say so; projects/*/ hold its services' answers.
     workspace = clone(generated[LATEST], work / "w01")
-    root_answers = (workspace / ".copier-answers.yml").read_text()
-    (workspace / ".copier-answers.yml").write_text(root_answers + "layout: workspace\n")
+    service_answers = (workspace / ".copier-answers.yml").read_text()
+    rewrite(workspace / ".copier-answers.yml", "layout: service", "layout: workspace")
     for project, database in [("api", "none"), ("jobs", "postgres")]:
         folder = workspace / "projects" / project
         folder.mkdir(parents=True)
-        member = root_answers + "workspace_member: true\n"
+        member = service_answers.replace("workspace_member: false", "workspace_member: true")
         if database == "postgres":
             member = member.replace("database: none", "database: postgres")
         (folder / ".copier-answers.yml").write_text(member)
