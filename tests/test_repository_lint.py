@@ -21,7 +21,16 @@ from harness.commands import REPO_ROOT, run
 from tests.services import GeneratedService
 from tests.tools import dev_tool
 
-LINTED = ["core/src", "core/tests", "hooks", "harness", "tests", "bench"]
+LINTED = [
+    "core/src",
+    "core/tests",
+    "hooks",
+    "harness",
+    "tests",
+    "bench",
+    "fleet",
+    "workspace/tools",
+]
 
 
 def check(*command: str) -> None:
