@@ -307,20 +307,40 @@ def check(names: Sequence[str], only: str | None) -> int:
     return status
 
 
+def git(*args: str, stdin: str | None = None) -> str:
+    return subprocess.run(  # noqa: S603 - git, with the arguments of this script
+        ["git", *args], cwd=ROOT, input=stdin, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def left_to_resolve(folder: Path) -> list[str]:
     """What an update left in the folder for the team: unmerged files, *.rej, *.team-edits."""
-    listing = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "--", "."],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    listing = git("status", "--porcelain", "--untracked-files=all", "--", str(folder))
     return [
         line[3:]
-        for line in listing
+        for line in listing.splitlines()
         if line[:2] in UNMERGED or line.rstrip().endswith(LEFT_BY_UPDATE)
     ]
+
+
+def set_aside_unmerged() -> list[str]:
+    """Stage the files a folder's update left unmerged, as they are (conflict markers and all), and
+    return their unmerged index entries: the next folder's `copier update` snapshots the index
+    (`git write-tree`), which refuses unmerged files."""
+    entries = [entry for entry in git("ls-files", "--unmerged", "-z").split("\0") if entry]
+    paths = sorted({entry.split("\t", 1)[1] for entry in entries})
+    if paths:
+        git("add", "--", *paths)
+    return entries
+
+
+def restore_unmerged(entries: Sequence[str]) -> None:
+    """Put the unmerged index entries back, so `git status` lists those files as unmerged."""
+    paths = sorted({entry.split("\t", 1)[1] for entry in entries})
+    removals = [f"0 {'0' * 40}\t{path}" for path in paths]
+    git(
+        "update-index", "--index-info", stdin="".join(f"{line}\n" for line in [*removals, *entries])
+    )
 
 
 def update_folders() -> list[Path]:
@@ -335,13 +355,16 @@ def update(copier: str, vcs_ref: str | None, conflict: str) -> int:
     command += ["--vcs-ref", vcs_ref] if vcs_ref else []
     command += [] if interactive() else ["--defaults"]
     report = []
+    unmerged: list[str] = []
     for folder in update_folders():
         name = str(folder.relative_to(ROOT)) if folder != ROOT else ". (the root)"
         if run(command, cwd=folder) != 0:
             report.append((name, "failed", "see Copier's output above"))
-            continue
-        left = left_to_resolve(folder)
-        report.append((name, "conflicts", ", ".join(left)) if left else (name, "clean", ""))
+        else:
+            left = left_to_resolve(folder)
+            report.append((name, "conflicts", ", ".join(left)) if left else (name, "clean", ""))
+        unmerged += set_aside_unmerged()
+    restore_unmerged(unmerged)
     print("\nUpdate report:")
     for name, outcome, detail in report:
         print(f"  {name:<30} {outcome:<10} {detail}".rstrip())
