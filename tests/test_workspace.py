@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.commands import run
+from harness.commands import REPO_ROOT, run
 from harness.workspace import Workspace, generate_workspace
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
@@ -160,7 +160,7 @@ def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Pa
     editable install would break. Returns the environment."""
     build = stages(workspace.path / "Dockerfile")["build"]
     app = tmp_path / "app"
-    app.mkdir()
+    app.mkdir(parents=True)
     venv = tmp_path / "image-venv"
     env = {key: value for key, value in build.env.items() if key != "UV_PYTHON"}
     env |= {"UV_PROJECT_ENVIRONMENT": str(venv), "PACKAGE": package}
@@ -221,3 +221,33 @@ def test_the_image_of_a_service_holds_only_its_closure(
         check=True,
     )
     assert str(venv) in app.stdout
+
+
+@pytest.mark.xdist_group("workspace-core")
+def test_the_core_kept_in_the_workspace_is_a_member_and_built_into_the_image(
+    tmp_path: Path, template_repo: Path, base_answers: dict[str, str]
+) -> None:
+    workspace = generate_workspace(
+        template_repo, tmp_path / "acme-services", {**base_answers, "core_source": "workspace"}
+    )
+    refused = workspace.make("service", "NAME=billing", check=False)
+    assert refused.returncode != 0
+    assert "lib/smplkit-core/" in refused.stderr, refused.stderr
+    # As a team brings the core's source in (a git subtree of the core's repository).
+    shutil.copytree(
+        REPO_ROOT / "core",
+        workspace.path / "lib" / "smplkit-core",
+        ignore=shutil.ignore_patterns(".venv", "dist", "__pycache__", "*_cache", ".coverage"),
+    )
+    workspace.make("service", "NAME=billing")
+    lock = tomllib.loads((workspace.path / "uv.lock").read_text())
+    [core] = [package for package in lock["package"] if package["name"] == "smplkit-core"]
+    assert core["source"] == {"editable": "lib/smplkit-core"}
+    venv = replay_build_stage(workspace, "billing", tmp_path / "image")
+    located = subprocess.run(  # noqa: S603 - the image's own interpreter
+        [str(venv / "bin" / "python"), "-c", "import smplcore; print(smplcore.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert located.stdout.startswith(str(venv)), located.stdout

@@ -195,6 +195,13 @@ def add_service(name: str, database: str | None, copier: str) -> None:
     if destination.exists():
         raise WorkspaceError(f"{destination.relative_to(ROOT)} exists already.")
     answers = root_answers()
+    core = ROOT / "lib" / str(answers["core_package"])
+    if answers.get("core_source") == "workspace" and not (core / "pyproject.toml").is_file():
+        raise WorkspaceError(
+            f"The workspace keeps the core in {core.relative_to(ROOT)}/ (core_source: workspace), "
+            "which holds no pyproject.toml yet: put the core's source there first (README: The "
+            "shared core)."
+        )
     data: dict[str, Any] = {key: answers[key] for key in INHERITED_ANSWERS if key in answers}
     data |= {"service_name": name, "workspace_member": "true"}
     if database:
