@@ -284,14 +284,18 @@ def check_pins() -> int:
     return 0
 
 
+def lint(paths: Sequence[str | Path]) -> list[int]:
+    """ruff, from the root's environment, with the workspace's one configuration."""
+    return [
+        run(["uv", "run", "--locked", "ruff", "check", *paths]),
+        run(["uv", "run", "--locked", "ruff", "format", "--check", *paths]),
+    ]
+
+
 def check_member(name: str, folder: Path, steps: Sequence[str]) -> bool:
-    """The member's checks, its type check and tests in an environment holding only what it
-    declares (and its dev group): an undeclared import fails there."""
-    relative = folder.relative_to(ROOT)
-    results = []
-    if "lint" in steps:
-        results.append(run(["uv", "run", "--locked", "ruff", "check", relative]))
-        results.append(run(["uv", "run", "--locked", "ruff", "format", "--check", relative]))
+    """The member's checks: lint, then its type check and tests in an environment holding only
+    what it declares (and its dev group), where an undeclared import fails."""
+    results = lint([folder.relative_to(ROOT)]) if "lint" in steps else []
     environment = MEMBER_ENVIRONMENTS / name
     sync = ["uv", "sync", "--locked", "--exact", "--package", name]
     if run(sync, env={"UV_PROJECT_ENVIRONMENT": str(environment)}) != 0:
@@ -304,14 +308,21 @@ def check_member(name: str, folder: Path, steps: Sequence[str]) -> bool:
 
 
 def check(names: Sequence[str], only: str | None) -> int:
+    """The named members' checks; without names, the whole workspace's lint and pin check once,
+    then every member's type check and tests."""
     steps = [only] if only else ["lint", "typecheck", "test"]
+    failed = []
+    if not names and not only:
+        steps = ["typecheck", "test"]
+        results = [*lint(["."]), check_pins()]
+        if any(results):
+            failed.append("lint")
     chosen = {name: member(name) for name in names} if names else members()
-    status = 0 if only or names else check_pins()
-    failed = [name for name, folder in chosen.items() if not check_member(name, folder, steps)]
+    failed += [name for name, folder in chosen.items() if not check_member(name, folder, steps)]
     if failed:
         print(f"Failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    return status
+    return 0
 
 
 def git(*args: str, stdin: str | None = None) -> str:
