@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -20,6 +20,7 @@ from harness.commands import REPO_ROOT, run
 from harness.workspace import Workspace, generate_workspace
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
+from tests.tools import dev_tool
 
 pytestmark = pytest.mark.xdist_group("workspace")
 
@@ -154,10 +155,29 @@ def test_the_pin_check_refuses_a_members_own_version(
     assert where in result.stderr, result.stderr
 
 
-def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Path:
-    """The Dockerfile's build stage, run without Docker for PACKAGE: its COPYs from the context
-    and its `uv sync` commands, into a fresh environment; the build folder is then deleted, so an
-    editable install would break. Returns the environment."""
+def test_hadolint_finds_nothing_in_the_generic_dockerfile(workspace: Workspace) -> None:
+    """No finding at any level, ignore pragmas disabled (as for a service's Dockerfile)."""
+    hadolint = [dev_tool("hadolint"), "--no-color", "--format", "json", "--disable-ignore-pragma"]
+    result = run(
+        [*hadolint, "Dockerfile"],
+        cwd=workspace.path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
+
+
+class Image(NamedTuple):
+    venv: Path
+    """The environment the runtime stage copies: /app/.venv."""
+    release: Path
+    """The service's files the runtime stage copies (/app/release): its migrations, if any."""
+
+
+def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Image:
+    """The Dockerfile's build stage, run without Docker for PACKAGE: its COPYs from the context,
+    its `uv sync` commands into a fresh environment, and its shell commands with /app standing
+    for a temporary folder. That folder is then deleted, so an editable install would break."""
     build = stages(workspace.path / "Dockerfile")["build"]
     app = tmp_path / "app"
     app.mkdir(parents=True)
@@ -180,14 +200,16 @@ def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Pa
             continue
         assignments, argv = uv_sync_command(step)
         if argv[:2] != ["uv", "sync"]:
-            continue  # the runtime's files (migrations), not the environment
+            run(["sh", "-c", step.replace("/app/", f"{app}/")], cwd=app, env=env)
+            continue
         assert "--no-dev" in argv
         argv = [word.replace("$PACKAGE", package) for word in argv]
         run(argv, cwd=app, env={**env, **assignments})
         syncs += 1
     assert syncs == 2
+    release = shutil.copytree(app / "release", tmp_path / "release")
     shutil.rmtree(app)
-    return venv
+    return Image(venv, release)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +219,7 @@ def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Pa
 def test_the_image_of_a_service_holds_only_its_closure(
     workspace: Workspace, tmp_path: Path, package: str, absent: set[str]
 ) -> None:
-    venv = replay_build_stage(workspace, package, tmp_path)
+    venv, release = replay_build_stage(workspace, package, tmp_path)
     python = venv / "bin" / "python"
     probe = (
         "import importlib.metadata as m, importlib.util as u, json, sys\n"
@@ -221,6 +243,8 @@ def test_the_image_of_a_service_holds_only_its_closure(
         check=True,
     )
     assert str(venv) in app.stdout
+    migrations = {"alembic.ini", "migrations"} if package == "ledger" else set()
+    assert {path.name for path in release.iterdir()} == migrations
 
 
 @pytest.mark.xdist_group("workspace-core")
@@ -243,7 +267,7 @@ def test_the_core_kept_in_the_workspace_is_a_member_and_built_into_the_image(
     lock = tomllib.loads((workspace.path / "uv.lock").read_text())
     [core] = [package for package in lock["package"] if package["name"] == "smplkit-core"]
     assert core["source"] == {"editable": "lib/smplkit-core"}
-    venv = replay_build_stage(workspace, "billing", tmp_path / "image")
+    venv = replay_build_stage(workspace, "billing", tmp_path / "image").venv
     located = subprocess.run(  # noqa: S603 - the image's own interpreter
         [str(venv / "bin" / "python"), "-c", "import smplcore; print(smplcore.__file__)"],
         capture_output=True,
