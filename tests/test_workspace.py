@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from harness.commands import REPO_ROOT, run
+from harness.generate import copy
 from harness.workspace import Workspace, generate_workspace
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
@@ -65,6 +66,18 @@ def test_the_root_records_the_workspace_answers_and_no_service_answer(
     assert answers["core_source"] == "index"
     for service_only in ("package_name", "database", "http_port", "slack_channel", "description"):
         assert service_only not in answers, service_only
+
+
+def test_a_service_question_answered_for_the_root_is_refused_and_nothing_is_written(
+    tmp_path: Path, template_repo: Path, base_answers: dict[str, str]
+) -> None:
+    destination = tmp_path / "acme-services"
+    data = {**base_answers, "layout": "workspace", "database": "postgres"}
+    result = copy(template_repo, destination, data, check=False)
+    assert result.returncode != 0
+    assert "asks no question of a service's own (database)" in result.stderr, result.stderr
+    assert "make service NAME=billing DATABASE=postgres" in result.stderr
+    assert not destination.exists()
 
 
 def test_a_service_takes_the_workspace_answers_and_is_a_member(workspace: Workspace) -> None:
