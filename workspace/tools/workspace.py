@@ -214,8 +214,11 @@ def add_service(name: str, database: str | None, copier: str) -> None:
 
 
 def add_library(name: str) -> None:
+    """lib/NAME: an installable library with its import test, then lock at the root."""
     checked_name("library", name)
     folder = ROOT / "lib" / name
+    if folder.exists():
+        raise WorkspaceError(f"{folder.relative_to(ROOT)} exists already.")
     module = name.replace("-", "_")
     answers = root_answers()
     files = {
@@ -234,6 +237,7 @@ def add_library(name: str) -> None:
 
 
 def add_library_to_service(service: str, library: str) -> None:
+    """The library in the service's dependencies, as a workspace source (`uv add --package`)."""
     if not member(library).is_relative_to(ROOT / "lib"):
         raise WorkspaceError(f"{library!r} is not in lib/: services never import services.")
     member(service)
