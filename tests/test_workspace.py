@@ -21,6 +21,7 @@ from harness.generate import copy
 from harness.workspace import Workspace, generate_workspace
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
+from tests.test_render import GITHUB_EXPRESSION
 from tests.tools import dev_tool
 
 pytestmark = pytest.mark.xdist_group("workspace")
@@ -66,6 +67,21 @@ def test_the_root_records_the_workspace_answers_and_no_service_answer(
     assert answers["core_source"] == "index"
     for service_only in ("package_name", "database", "http_port", "slack_channel", "description"):
         assert service_only not in answers, service_only
+
+
+def test_the_root_is_rendered_whole(workspace: Workspace) -> None:
+    """No Jinja left in the root's files (GitHub's own `${{ }}` aside), and its TOML parses.
+    tools/ is copied as it is (its Python formats strings with braces)."""
+    leftovers = []
+    for path in service_files(workspace.path):
+        relative = path.relative_to(workspace.path)
+        if relative.parts[0] in {"projects", "lib", "tools"}:
+            continue
+        text = GITHUB_EXPRESSION.sub("", path.read_text())
+        leftovers += [f"{relative}: {marker}" for marker in ("{{", "{%", "{#") if marker in text]
+        if path.suffix == ".toml":
+            tomllib.loads(path.read_text())
+    assert not leftovers
 
 
 def test_a_service_question_answered_for_the_root_is_refused_and_nothing_is_written(
