@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from harness.commands import REPO_ROOT, run
+from harness.commands import REPO_ROOT, run, tool_env
 from harness.generate import copy
+from harness.postgres import free_port
+from harness.serve import serving
 from harness.workspace import Workspace, generate_workspace
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
@@ -304,3 +306,25 @@ def test_the_core_kept_in_the_workspace_is_a_member_and_built_into_the_image(
         check=True,
     )
     assert located.stdout.startswith(str(venv)), located.stdout
+
+
+def test_the_image_starts_the_service_it_was_built_for(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """The runtime stage's generic command, from the environment alone: the module named by the
+    build arguments (MODULE, else PACKAGE with - made _), answering /livez."""
+    image = replay_build_stage(workspace, "billing", tmp_path)
+    runtime = stages(workspace.path / "Dockerfile")["runtime"]
+    assert runtime.env["SERVICE_MODULE"] == "${MODULE:-$PACKAGE}"
+    port = free_port()
+    path = runtime.env["PATH"].replace("/app/.venv/bin", str(image.venv / "bin"))
+    env = tool_env(
+        {
+            "PATH": path.replace("$PATH", tool_env()["PATH"]),
+            "SERVICE_MODULE": "billing",
+            "HTTP_PORT": str(port),
+        }
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    with serving(runtime.cmd, cwd=image.release, env=env, base_url=base_url, log=tmp_path / "log"):
+        pass  # serving waits for /livez to answer
