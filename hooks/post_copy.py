@@ -26,7 +26,7 @@ import jinja2
 import yaml
 
 PROJECT = Path.cwd()
-TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "template"
+TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent
 FALLBACK_IDENTITY = ["-c", "user.name=Service Template", "-c", "user.email=noreply@example.invalid"]
 PLACEHOLDERS = {"aws_account_id": "123456789012", "owner_team": "platform"}
 """Defaults of copier.yml that only stand in for a real answer."""
@@ -88,13 +88,17 @@ def generated_paths(answers: dict[str, Any], answers_file: str) -> set[str]:
     """The files `copier copy` wrote for these answers: the template's paths, rendered."""
     environment = jinja2.Environment(autoescape=False)  # noqa: S701 - file names, not HTML
     context = {**answers, "_copier_conf": {"answers_file": answers_file}}
+    # copier.yml's _subdirectory: a workspace's root has a tree of its own.
+    template_root = TEMPLATE_REPOSITORY / (
+        "workspace" if answers.get("layout") == "workspace" else "template"
+    )
     paths = set()
-    for source in TEMPLATE_ROOT.rglob("*"):
+    for source in template_root.rglob("*"):
         if not source.is_file() or "__pycache__" in source.parts:
             continue
         parts = [
             environment.from_string(part).render(context) if "{" in part else part
-            for part in source.relative_to(TEMPLATE_ROOT).parts
+            for part in source.relative_to(template_root).parts
         ]
         if all(parts):
             paths.add("/".join(parts).removesuffix(".jinja"))
@@ -171,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers-file", default=".copier-answers.yml")
     args = parser.parse_args(argv)
     answers: dict[str, Any] = yaml.safe_load((PROJECT / args.answers_file).read_text())
-    problem = shadowed_module(str(answers["package_name"]))
+    problem = "package_name" in answers and shadowed_module(str(answers["package_name"]))
     if problem:
         print(problem, file=sys.stderr)
         return 1
+    if answers.get("workspace_member"):
+        # The workspace's `make service` locks at the root, where the only lock is.
+        print(f"Service ready in {PROJECT}.")
+        return 0
     warn_about_placeholders(answers)
     warn_about_template_shorthand(answers)
     root = top_level()
@@ -191,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             print("The folder is a git repository already: review and commit the service yourself.")
         else:
             warn_about_enclosing_repository(root)
+    if answers.get("layout") == "workspace":
+        next_steps = "make service NAME=..." if locked else "uv lock, then make service NAME=..."
+        print(f"Workspace ready in {PROJECT}. Next: {next_steps}")
+        return 0
     next_steps = "make install && make check" if locked else "uv lock && make install && make check"
     print(f"Service ready in {PROJECT}. Next: {next_steps}")
     return 0
