@@ -142,6 +142,19 @@ def test_the_uv_settings_of_the_root_change_every_image(at_last_change: Path) ->
     assert {name for name, entry in found.items() if entry["deploy"]} == set(service_names())
 
 
+def test_the_root_ruff_config_checks_every_member_and_deploys_nothing(
+    at_last_change: Path,
+) -> None:
+    """The workspace's ruff.toml and config/ rules lint every member but ship in no image."""
+    head = git("rev-parse", "HEAD", cwd=at_last_change).strip()
+    (at_last_change / "config").mkdir(exist_ok=True)
+    (at_last_change / "config/ruff-base.toml").write_text("line-length = 99\n")
+    found = matrix(at_last_change, "--base", head)
+    assert set(found) == ALL_MEMBERS
+    assert {entry["reasons"] for entry in found.values()} == {"root tool config"}
+    assert not any(entry["deploy"] for entry in found.values())
+
+
 def test_past_the_matrix_limit_members_are_checked_in_batches(history: History) -> None:
     _, output, _ = affected(history.repo, "--base", "", "--format", "json", "--max-jobs", "16")
     assert isinstance(output, dict)

@@ -41,6 +41,8 @@ SHARED_INPUTS: dict[str, tuple[str, bool]] = {
     "Dockerfile": ("the shared Dockerfile", True),
     ".dockerignore": ("the shared Dockerfile", True),
     ".python-version": ("the Python version", True),
+    "ruff.toml": ("root tool config", False),
+    "config/": ("root tool config", False),
     "Makefile": ("the workspace's Makefile", False),
     ".pre-commit-config.yaml": ("the pre-commit hooks", False),
     ".github/": ("the CI workflows", False),
@@ -97,7 +99,7 @@ class Member:
 
 
 def git(*args: str) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)  # noqa: S603, S607
+    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
         raise AffectedError(f"git {' '.join(args)}: {result.stderr.strip()}")
     return result.stdout
