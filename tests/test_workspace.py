@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from harness.commands import REPO_ROOT, run, tool_env
+from harness.commands import REPO_ROOT, git, run, tool_env
 from harness.generate import copy
 from harness.postgres import free_port
 from harness.serve import serving
@@ -161,6 +161,24 @@ def test_an_undeclared_import_fails_the_members_isolated_import_test(
     assert result.returncode != 0, result.stdout
     assert "test_module_imports[ledger.rounding]" in result.stdout, result.stdout
     assert "No module named 'money'" in result.stdout, result.stdout
+
+
+def test_make_affected_follows_a_library_to_the_service_that_uses_it(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """On the generated workspace's own lock: billing uses money, ledger does not."""
+    clone = workspace.clone(tmp_path / "clone")
+    base = git("rev-parse", "HEAD", cwd=clone.path).strip()
+    (clone.path / "lib/money/src/money/__init__.py").write_text('"""Money, in cents."""\n')
+    clone.commit("money counts in cents")
+    found = json.loads(
+        clone.make("--silent", "affected", f"BASE={base}", "AFFECTED_FORMAT=json").stdout
+    )
+    entries = {entry["member"]: entry for entry in found["include"]}
+    assert set(entries) == {"billing", "money"}
+    assert entries["billing"]["reasons"] == "uses lib/money"
+    assert entries["billing"]["deploy"] is True
+    assert entries["money"]["deploy"] is False
 
 
 @pytest.mark.parametrize(
