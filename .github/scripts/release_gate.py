@@ -34,8 +34,17 @@ VARIANTS: dict[str, dict[str, str]] = {
     "python-3.12": {"python_version": "3.12"},
     "python-3.13": {"python_version": "3.13"},
     "postgres": {"database": "postgres"},
+    "workspace": {"layout": "workspace"},
 }
 """The answers each variant differs by: the same variants as the CI's generated-service jobs."""
+
+WORKSPACE_MEMBERS = (
+    ["make", "service", "NAME=example", "DATABASE=postgres"],
+    ["make", "lib", "NAME=shared"],
+    ["make", "add-lib", "SERVICE=example", "LIB=shared"],
+)
+"""What the workspace variant adds before its `make check`: a service with a database that uses a
+library. Copier is the one the tooling locks (the workspace's default fetches it with uvx)."""
 
 
 class GateError(Exception):
@@ -49,7 +58,7 @@ def variant_env(answers: Mapping[str, str], stack: ExitStack) -> dict[str, str]:
     if interpreter is None:
         raise GateError(f"Python {version} is not installed: install it to check that variant")
     env = {"UV_PYTHON": interpreter}
-    if answers.get("database") == "postgres":
+    if answers.get("database") == "postgres" or answers.get("layout") == "workspace":
         env["TEST_DATABASE_URL"] = stack.enter_context(postgres_server())
     return env
 
@@ -62,6 +71,10 @@ def check_variant(repository: Path, answers: Mapping[str, str], work: Path) -> s
         rendered = copy(repository, service, answers, vcs_ref="HEAD", check=False, env=env)
         if rendered.returncode != 0:
             return f"copier copy failed:\n{rendered.stdout}{rendered.stderr}"
+        for command in WORKSPACE_MEMBERS if answers.get("layout") == "workspace" else ():
+            added = run([*command, "COPIER=copier"], cwd=service, env=env, check=False, timeout=900)
+            if added.returncode != 0:
+                return f"{' '.join(command)} failed:\n{added.stdout}{added.stderr}"
         checked = run(["make", "check"], cwd=service, env=env, check=False, timeout=1800)
         if checked.returncode != 0:
             return f"make check failed:\n{checked.stdout}{checked.stderr}"
