@@ -84,11 +84,14 @@ class JsonFormatter(logging.Formatter):
             f"{self._logger_members(level, logger)}{encode_basestring(event)}"
         )
         context = request_context.get()
-        request_members = [] if context is None else _request_members(context)
-        for name, value in request_members:
-            line += f',"{name}":{encode_basestring(value)}'
+        if context is not None:
+            line += f',"request_id":{encode_basestring(context.request_id)}'
+            if context.account is not None:
+                line += f',"account_id":{encode_basestring(context.account.account_id)}'
+            if context.caller is not None:
+                line += f',"caller":{encode_basestring(context.caller.service)}'
         if not _MEMBERS.isdisjoint(fields):
-            written = _LINE_MEMBERS.union(name for name, _ in request_members)
+            written = _members_written(context)
             fields = {k: v for k, v in fields.items() if k not in written}
         if not fields:
             return line + "}"
@@ -105,14 +108,16 @@ class JsonFormatter(logging.Formatter):
         return members
 
 
-def _request_members(context: RequestContext) -> list[tuple[str, str]]:
-    """The request's id and its caller, as members of every line written while it runs."""
-    members = [("request_id", context.request_id)]
+def _members_written(context: RequestContext | None) -> frozenset[str]:
+    """The members a line holds before its fields, while ``context``'s request runs."""
+    if context is None:
+        return _LINE_MEMBERS
+    written = {"request_id"}
     if context.account is not None:
-        members.append(("account_id", context.account.account_id))
+        written.add("account_id")
     if context.caller is not None:
-        members.append(("caller", context.caller.service))
-    return members
+        written.add("caller")
+    return _LINE_MEMBERS | written
 
 
 _request_logger = logging.getLogger("smplcore.request")
