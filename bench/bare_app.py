@@ -29,8 +29,8 @@ PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
 WITH_CORE_VARIABLE = "BENCH_WITH_CORE"
 """`<service package>:<core module>`: wire the core around the same handlers exactly as a generated
 service runs it: install_core as the service's app.py calls it (the middleware verifies every
-request's account token; the probes are public) and `require_feature` on every route. The core's
-own figure."""
+request's account token; the probes are public) and every route a `feature_route`, as the service's
+widget routes are. The core's own figure."""
 MINIMAL_LAYER_VARIABLE = "BENCH_MINIMAL_LAYER"
 """`1`: wrap the same handlers in MinimalRequestLog instead: the floor under the core's figure."""
 ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
@@ -50,13 +50,14 @@ def create_app() -> FastAPI:
     created: dict[str, Any] = payloads["created"]
     collection: str = payloads["collection"]
     app = FastAPI()
-    dependencies = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
+    with_core = _with_core(app, os.environ.get(WITH_CORE_VARIABLE))
     if os.environ.get(MINIMAL_LAYER_VARIABLE):
-        if dependencies:
+        if with_core:
             raise ValueError(f"{MINIMAL_LAYER_VARIABLE} measures a layer instead of the core")
         app.add_middleware(MinimalRequestLog)
+    dependencies: list[Any] = []
     if os.environ.get(ROUTE_DEPENDENCY_VARIABLE):
-        if dependencies:
+        if with_core:
             raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE} measures a dependency on the bare app")
         dependencies = _route_dependencies(os.environ[ROUTE_DEPENDENCY_VARIABLE])
 
@@ -76,17 +77,17 @@ def create_app() -> FastAPI:
     return app
 
 
-def _with_core(app: FastAPI, modules: str | None) -> list[Any]:
-    """Install the core on `app` as a generated service does, when asked; the dependencies its
-    routes declare (none without the core)."""
+def _with_core(app: FastAPI, modules: str | None) -> bool:
+    """Install the core on `app` as a generated service does, when asked: whether it did."""
     if not modules:
-        return []
+        return False
     package, core = modules.split(":")
     settings = importlib.import_module(f"{package}.settings").get_settings()
     core_module = importlib.import_module(core)
     access = core_module.AccessPolicy(public_paths=SERVICE_PUBLIC_PATHS)
     core_module.install_core(app, settings.core_settings(), access=access)
-    return [Depends(core_module.require_feature(SERVICE_FEATURE))]
+    app.router.route_class = core_module.feature_route(SERVICE_FEATURE)
+    return True
 
 
 async def _nothing() -> None:

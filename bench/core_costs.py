@@ -63,8 +63,8 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
         "minimal request-logging layer (request id, request line: the floor)": {
             MINIMAL_LAYER_VARIABLE: "1"
         },
-        "core stack as a service runs it (install_core as app.py calls it, require_feature "
-        "on the route)": {WITH_CORE_VARIABLE: modules},
+        "core stack as a service runs it (install_core as app.py calls it, the route a "
+        "feature_route)": {WITH_CORE_VARIABLE: modules},
     }
 
     def per_request(extra: dict[str, str]) -> float:

@@ -653,7 +653,7 @@ def _report(report: Report, measured: Measurements, connections: int, seconds: i
             [core for _, core in shared],
             [base for base, _ in shared],
             "bare FastAPI, same handler, at the same time",
-            "install_core as the service calls it, require_feature on the route; "
+            "install_core as the service calls it, the route a feature_route; "
             "the handler returns the same dict. The core's budget figure",
         )
         core_target = Target(

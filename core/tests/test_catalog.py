@@ -1,10 +1,11 @@
-"""The subscription catalog and require_feature."""
+"""The subscription catalog, require_feature and feature_route."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from smplcore import (
@@ -14,10 +15,13 @@ from smplcore import (
     Catalog,
     CoreSettings,
     Tier,
+    current_account,
+    feature_route,
     install_core,
     load_catalog,
     require_feature,
 )
+from smplcore.catalog import required_feature
 
 Headers = Callable[..., dict[str, str]]
 
@@ -125,3 +129,42 @@ def test_custom_catalog_via_install_core(settings: CoreSettings, auth_headers: H
 def test_require_feature_refuses_an_empty_name() -> None:
     with pytest.raises(ValueError, match="feature"):
         require_feature("")
+
+
+def test_feature_route_refuses_a_tier_without_it_before_reading_the_body(
+    settings: CoreSettings, auth_headers: Headers, assert_document: Callable[[object], None]
+) -> None:
+    app = FastAPI()
+    install_core(app, settings, access=AccessPolicy())
+    router = APIRouter(prefix="/reports", route_class=feature_route("widgets.export"))
+    received: list[object] = []
+
+    @router.post("")
+    async def create_report(
+        request: Request, document: Annotated[dict[str, Any], Body()]
+    ) -> dict[str, Any]:
+        received.append(document)
+        return {"meta": {"account": (await current_account(request)).account_id}}
+
+    app.include_router(router)
+    with TestClient(app) as client:
+        refused = client.post("/reports", content=b"{not json", headers=auth_headers(tier="free"))
+        granted = client.post("/reports", json={"a": 1}, headers=auth_headers(tier="team"))
+        openapi = client.get("/openapi.json").json()
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errors"][0]["code"] == "feature_not_in_tier"
+    assert_document(refused.json())
+    assert granted.status_code == 200, granted.text
+    assert granted.json() == {"meta": {"account": "acct-1"}}
+    assert received == [{"a": 1}]  # the refused body was never read, nor the handler run
+    assert "403" in openapi["paths"]["/reports"]["post"]["responses"]
+
+
+def test_feature_route_names_its_feature_and_refuses_an_empty_one() -> None:
+    route = APIRoute("/x", lambda: None)
+    assert required_feature(route) is None
+    feature_route_class = feature_route("reports")
+    assert issubclass(feature_route_class, APIRoute)
+    assert required_feature(feature_route_class("/x", lambda: None)) == "reports"
+    with pytest.raises(ValueError, match="feature"):
+        feature_route("")

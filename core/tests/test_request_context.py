@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from smplcore import JSONAPI_MEDIA_TYPE, AccessPolicy, RequestContextMiddleware, current_request_id
+from smplcore._context import AccountContext, RequestContext, request_context
 from smplcore.logging import JsonFormatter, configure_logging, get_logger
 
 Headers = Callable[..., dict[str, str]]
@@ -373,3 +375,38 @@ def test_uvicorns_colored_copy_of_its_message_is_left_out() -> None:
         assert "\x1b" not in stream.getvalue()
     finally:
         configure_logging("INFO", service_name="widget-service")
+
+
+def test_a_line_keeps_its_standard_members_and_renders_any_field() -> None:
+    formatter = JsonFormatter("svc")
+    when = datetime(2026, 1, 31, 12, 0, 5, 250000, tzinfo=UTC)
+    fields = {"service": "spoofed", "account_id": "given", "at": when, "ratio": 0.5, "ok": True}
+    line = json.loads(formatter.render(when.timestamp(), "WARNING", "svc.x", 'say "hi"', fields))
+    assert line == {
+        "timestamp": "2026-01-31T12:00:05.250Z",
+        "level": "warning",
+        "logger": "svc.x",
+        "service": "svc",
+        "event": 'say "hi"',
+        "account_id": "given",  # no request runs: nothing of the request's to keep
+        "at": str(when),
+        "ratio": 0.5,
+        "ok": True,
+    }
+    context = RequestContext("req-1")
+    context.account = AccountContext(subject="u", account_id="acct-9", tier="team")
+    token = request_context.set(context)
+    try:
+        line = json.loads(formatter.render(when.timestamp(), "INFO", "svc.x", "e", fields))
+    finally:
+        request_context.reset(token)
+    assert (line["request_id"], line["account_id"], line["service"]) == ("req-1", "acct-9", "svc")
+    assert list(line)[:7] == [
+        "timestamp",
+        "level",
+        "logger",
+        "service",
+        "event",
+        "request_id",
+        "account_id",
+    ]

@@ -20,7 +20,15 @@ from smplcore.auth import (
     internal_caller,
     issue_internal_token,
 )
-from smplcore.catalog import DEFAULT_CATALOG, Catalog, Product, Tier, load_catalog, require_feature
+from smplcore.catalog import (
+    DEFAULT_CATALOG,
+    Catalog,
+    Product,
+    Tier,
+    feature_route,
+    load_catalog,
+    require_feature,
+)
 from smplcore.errors import (
     BadRequestError,
     ConflictError,
@@ -124,6 +132,7 @@ __all__ = [
     "current_account",
     "current_request_id",
     "error_document",
+    "feature_route",
     "install_core",
     "install_error_handlers",
     "internal_caller",

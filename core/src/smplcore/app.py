@@ -200,7 +200,9 @@ def _errors_answered(operation: dict[str, Any], route: Any, token: str | None) -
     errors["406"] = "Not Acceptable"
     if token is not None:
         errors["401"] = "Unauthorized"
-    if any(required_feature(d.call) for d in _dependencies(route.dependant)):
+    if _route_feature(route) or any(
+        required_feature(d.call) for d in _dependencies(route.dependant)
+    ):
         errors["403"] = "Forbidden"
     if any(p.get("in") == "path" for p in parameters):
         errors["404"] = "Not Found"
@@ -235,6 +237,12 @@ def _request_documents(route: Any) -> list[type]:
     return [annotation for annotation in annotations if isinstance(annotation, type)]
 
 
+def _route_feature(route: Any) -> str | None:
+    """The feature of a :func:`~smplcore.catalog.feature_route` route (FastAPI 0.165 lists an
+    included router's routes as contexts holding the original route)."""
+    return required_feature(getattr(route, "original_route", route))
+
+
 def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
     for dependency in dependant.dependencies:
         yield dependency
@@ -247,6 +255,8 @@ def _token_needed(path: str, route: Any, access: AccessPolicy | None) -> str | N
         if access.is_public(path):
             return None
         return "internalToken" if access.is_internal(path) else "accountToken"
+    if _route_feature(route) is not None:
+        return "accountToken"
     for dependency in _dependencies(route.dependant):
         if required_feature(dependency.call) is not None:
             return "accountToken"

@@ -8,13 +8,14 @@ what that tier grants; a limit that a tier leaves out is unlimited (``None``).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from smplcore.auth import AccountContext, current_account
 from smplcore.errors import ForbiddenError
@@ -25,6 +26,7 @@ __all__ = [
     "Catalog",
     "Product",
     "Tier",
+    "feature_route",
     "get_catalog",
     "load_catalog",
     "require_feature",
@@ -164,6 +166,17 @@ def get_catalog(request: Request) -> Catalog:
     return DEFAULT_CATALOG if catalog is None else catalog
 
 
+async def _account_granted(request: Request, feature: str) -> AccountContext:
+    """The caller's account, once its tier is known to grant ``feature`` (else 403)."""
+    account = await current_account(request)
+    if not get_catalog(request).allows(account.tier, feature):
+        raise ForbiddenError(
+            f"The '{account.tier}' tier does not include the feature '{feature}'",
+            code="feature_not_in_tier",
+        )
+    return account
+
+
 class _FeatureCheck:
     """The dependency :func:`require_feature` returns."""
 
@@ -171,13 +184,7 @@ class _FeatureCheck:
         self.feature = feature
 
     async def __call__(self, request: Request) -> AccountContext:
-        account = await current_account(request)
-        if not get_catalog(request).allows(account.tier, self.feature):
-            raise ForbiddenError(
-                f"The '{account.tier}' tier does not include the feature '{self.feature}'",
-                code="feature_not_in_tier",
-            )
-        return account
+        return await _account_granted(request, self.feature)
 
 
 def require_feature(feature: str) -> Callable[[Request], Awaitable[AccountContext]]:
@@ -186,13 +193,48 @@ def require_feature(feature: str) -> Callable[[Request], Awaitable[AccountContex
     ``account: Annotated[AccountContext, Depends(require_feature("widgets.export"))]`` or
     ``dependencies=[Depends(require_feature("widgets"))]``. It reads the account the
     middleware verified under the app's :class:`~smplcore.auth.AccessPolicy` (without one,
-    deprecated, it verifies the token itself, once per request).
+    deprecated, it verifies the token itself, once per request). For every route of a router,
+    :func:`feature_route` does the same check without a dependency.
     """
-    if not feature:
-        raise ValueError("feature must be a non-empty name")
+    _check_feature_name(feature)
     return _FeatureCheck(feature)
 
 
+class _FeatureRoute(APIRoute):
+    """The base of the classes :func:`feature_route` returns."""
+
+    feature: ClassVar[str]
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        feature = self.feature
+
+        async def handle_if_granted(request: Request) -> Response:
+            await _account_granted(request, feature)
+            return await handle(request)
+
+        return handle_if_granted
+
+
+def feature_route(feature: str) -> type[APIRoute]:
+    """A route class whose routes answer 403 to a caller whose tier lacks ``feature``, before the
+    request's body is read or a dependency runs.
+
+    ``APIRouter(prefix="/widgets", route_class=feature_route("widgets"))``: every route of the
+    router requires the feature, and reads the caller with :func:`~smplcore.auth.current_account`.
+    """
+    _check_feature_name(feature)
+    return type(f"FeatureRoute[{feature}]", (_FeatureRoute,), {"feature": feature})
+
+
+def _check_feature_name(feature: str) -> None:
+    if not feature:
+        raise ValueError("feature must be a non-empty name")
+
+
 def required_feature(dependency: object) -> str | None:
-    """The feature a dependency from :func:`require_feature` requires (``None`` for others)."""
-    return dependency.feature if isinstance(dependency, _FeatureCheck) else None
+    """The feature a dependency from :func:`require_feature`, or a route of a
+    :func:`feature_route` class, requires (``None`` for others)."""
+    if isinstance(dependency, _FeatureCheck | _FeatureRoute):
+        return dependency.feature
+    return None

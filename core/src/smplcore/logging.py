@@ -10,16 +10,16 @@ included.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time
 import warnings
+from _json import encode_basestring, make_encoder
 from typing import IO, Any, Final
 
 from typing_extensions import deprecated
 
-from smplcore._context import request_context
+from smplcore._context import RequestContext, request_context
 
 __all__ = [
     "JsonFormatter",
@@ -35,7 +35,13 @@ def current_request_id() -> str | None:
     return None if context is None else context.request_id
 
 
-_dumps = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
+# The C encoder json.dumps runs, built once rather than on every line (as json.dumps does): with
+# the line's fixed members formatted once per logger, a request line costs half as much (bench:
+# load, the core's figure).
+_encode = make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+_LINE_MEMBERS: Final = frozenset({"timestamp", "level", "logger", "service", "event"})
+_MEMBERS: Final = _LINE_MEMBERS | {"request_id", "account_id", "caller"}
+"""What a line can hold before its fields: a field of the same name is left out."""
 
 _NOT_EXTRA: Final = frozenset(
     {
@@ -55,6 +61,7 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service_name: str) -> None:
         super().__init__()
         self.service_name = service_name
+        self._members_of: dict[tuple[str, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in record.__dict__.items() if k not in _NOT_EXTRA}
@@ -69,25 +76,48 @@ class JsonFormatter(logging.Formatter):
     def render(
         self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
     ) -> str:
-        """The JSON line: the standard members, the request's, then ``fields``."""
+        """The JSON line: the standard members, the request's, then ``fields`` (those named like
+        a standard member are left out)."""
         milliseconds = int(created * 1000)
-        line: dict[str, Any] = {
-            "timestamp": f"{_utc_second(milliseconds // 1000)}.{milliseconds % 1000:03d}Z",
-            "level": level.lower(),
-            "logger": logger,
-            "service": self.service_name,
-            "event": event,
-        }
+        line = (
+            f'{{"timestamp":"{_utc_second(milliseconds // 1000)}.{milliseconds % 1000:03d}Z"'
+            f"{self._logger_members(level, logger)}{encode_basestring(event)}"
+        )
         context = request_context.get()
         if context is not None:
-            line["request_id"] = context.request_id
+            line += f',"request_id":{encode_basestring(context.request_id)}'
             if context.account is not None:
-                line["account_id"] = context.account.account_id
+                line += f',"account_id":{encode_basestring(context.account.account_id)}'
             if context.caller is not None:
-                line["caller"] = context.caller.service
-        for key, value in fields.items():
-            line.setdefault(key, value)
-        return _dumps(line)
+                line += f',"caller":{encode_basestring(context.caller.service)}'
+        if not _MEMBERS.isdisjoint(fields):
+            written = _members_written(context)
+            fields = {k: v for k, v in fields.items() if k not in written}
+        if not fields:
+            return line + "}"
+        return f"{line},{''.join(_encode(fields, 0))[1:]}"
+
+    def _logger_members(self, level: str, logger: str) -> str:
+        """``,"level":...,"logger":...,"service":...,"event":``, formatted once per logger."""
+        members = self._members_of.get((level, logger))
+        if members is None:
+            members = self._members_of[level, logger] = (
+                f',"level":{encode_basestring(level.lower())},"logger":{encode_basestring(logger)}'
+                f',"service":{encode_basestring(self.service_name)},"event":'
+            )
+        return members
+
+
+def _members_written(context: RequestContext | None) -> frozenset[str]:
+    """The members a line holds before its fields, while ``context``'s request runs."""
+    if context is None:
+        return _LINE_MEMBERS
+    written = {"request_id"}
+    if context.account is not None:
+        written.add("account_id")
+    if context.caller is not None:
+        written.add("caller")
+    return _LINE_MEMBERS | written
 
 
 _request_logger = logging.getLogger("smplcore.request")
