@@ -3,6 +3,7 @@ readers of the pipeline's files (workflows, the Dockerfile) that several test mo
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.commands import tool_env
+from harness.commands import run, tool_env
 
 DEV_TOOLS_HINT = "run `make test` (or `uv sync --locked`), which installs the locked dev tools"
 
@@ -103,3 +104,24 @@ def assumes_a_role(root: Path, job: dict[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+def zizmor_findings(folder: Path, *kinds: str) -> list[Any]:
+    """zizmor's offline audits (online ones need GitHub) of the given kinds of files under folder,
+    with no ignore comment or config honoured."""
+    result = run(
+        [
+            dev_tool("zizmor"),
+            "--offline",
+            "--no-ignores",
+            "--no-config",
+            "--format=json",
+            *(f"--collect={kind}" for kind in kinds),
+            ".",
+        ],
+        cwd=folder,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    findings: list[Any] = json.loads(result.stdout)
+    return findings
