@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from fleet.commands import CommandError, checked, git, run
-from fleet.probe import Service
+from fleet.probe import CONFLICT_MARKER, LEFTOVER_SUFFIXES, Service
 from fleet.sources import Repository
 
 WORKFLOW = ".github/workflows/template-update.yml"
-CONFLICT_MARKERS = r"^(<<<<<<< |=======$|>>>>>>> )"
-"""What the template-update workflow looks for after its update (conflict inline)."""
 
 
 @dataclass
@@ -49,10 +47,9 @@ def copier_command(workflow: str | None) -> list[str]:
 def conflicts(clone: Path) -> list[str]:
     """Files the update left to resolve, as the workflow lists them: conflict markers, *.rej and
     *.team-edits files; and files git holds as unmerged."""
-    marked = run(["git", "grep", "--untracked", "-lE", CONFLICT_MARKERS, "--", "."], clone)
-    leftovers = run(
-        ["git", "ls-files", "--others", "--exclude-standard", "--", "*.rej", "*.team-edits"], clone
-    )
+    marked = run(["git", "grep", "--untracked", "-lE", CONFLICT_MARKER, "--", "."], clone)
+    named = [f"*{suffix}" for suffix in LEFTOVER_SUFFIXES]
+    leftovers = run(["git", "ls-files", "--others", "--exclude-standard", "--", *named], clone)
     unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], clone)
     return sorted(
         set(marked.stdout.splitlines())
