@@ -195,6 +195,42 @@ def test_acceptable_content_types(
     assert response.headers["content-type"] == JSONAPI_MEDIA_TYPE
 
 
+@pytest.mark.parametrize(
+    ("content_type", "named"),
+    [
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),  # curl -d
+        ("text/plain; charset=utf-8", "text/plain"),
+        (None, "no Content-Type"),
+    ],
+)
+def test_a_document_sent_as_another_media_type_is_415_naming_the_one_to_use(
+    client: TestClient, auth_headers: Headers, content_type: str | None, named: str
+) -> None:
+    headers = auth_headers() | ({"Content-Type": content_type} if content_type else {})
+    response = client.post(
+        "/v1/widgets",
+        content=b'{"data": {"type": "widgets", "attributes": {"name": "a"}}}',
+        headers=headers,
+    )
+    assert response.status_code == 415, response.text
+    [error] = response.json()["errors"]
+    assert error["code"] == "unsupported_media_type"
+    assert error["source"] == {"header": "Content-Type"}
+    assert named in error["detail"]
+    assert f"Content-Type: {JSONAPI_MEDIA_TYPE}" in error["detail"]
+
+
+def test_a_json_body_that_is_no_document_is_still_422(
+    client: TestClient, auth_headers: Headers
+) -> None:
+    response = client.post(
+        "/v1/widgets",
+        content=b'"a string"',
+        headers={"Content-Type": JSONAPI_MEDIA_TYPE, **auth_headers()},
+    )
+    assert response.status_code == 422, response.text
+
+
 def test_openapi_document_stays_plain_json(client: TestClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200

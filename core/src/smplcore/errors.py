@@ -262,10 +262,42 @@ async def _handle_smplkit_error(_request: Request, exc: Exception) -> Response:
     return _jsonapi_response(exc.status, [exc], exc.headers or None)
 
 
-async def _handle_validation_error(_request: Request, exc: Exception) -> Response:
+async def _handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
+    refusal = _media_type_refusal(request, exc)
+    if refusal is not None:
+        return _jsonapi_response(refusal.status, [refusal])
     status, errors = validation_errors(exc)
     return _jsonapi_response(status, errors)
+
+
+def _media_type_refusal(
+    request: Request, exc: RequestValidationError
+) -> UnsupportedMediaTypeError | None:
+    """415 for a request document FastAPI did not read as JSON because its Content-Type is not
+    JSON (curl's ``-d`` sends a form's): the document then fails validation as a whole.
+
+    Decided here, once validation has failed, rather than by the middleware: a request that
+    validates pays nothing, and a route that takes a form or a file keeps working.
+    """
+    document_refused = any(
+        tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing"
+        for error in exc.errors()
+    )
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    is_json = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not document_refused or is_json:
+        return None
+    from smplcore.jsonapi import JSONAPI_MEDIA_TYPE  # noqa: PLC0415  (jsonapi imports errors)
+
+    sent = f"it was sent as {media_type}" if media_type else "it was sent with no Content-Type"
+    return UnsupportedMediaTypeError(
+        f"Send the request document with Content-Type: {JSONAPI_MEDIA_TYPE} ({sent})",
+        header="Content-Type",
+    )
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:
