@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +42,10 @@ BAD_ANSWERS = [
     ({"aws_account_id": "12345678901a"}, "aws_account_id must be exactly 12 digits"),
     ({"aws_region": "us-east"}, 'aws_region "us-east" is not shaped like an AWS region'),
     ({"aws_region": "US-EAST-1"}, 'aws_region "US-EAST-1" is not shaped like an AWS region'),
-    ({"databse": "postgres"}, "--data names no question of this template: databse."),
+    (
+        {"databse": "postgres"},
+        "question 'unknown_data': --data names no question of this template: databse.",
+    ),
     ({"core_index_url": "http://pypi.internal/simple/"}, "must not use plain http://"),
     ({"core_index_url": "ftp://pypi.internal/simple/"}, "must be an https:// URL"),
     ({"core_index_url": "https://user:secret@pypi.internal/simple/"}, "without credentials"),
@@ -106,6 +111,50 @@ def test_a_relative_template_path_is_refused_and_nothing_is_written(
     copier = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
     result = run([*copier, relative, "service"], cwd=tmp_path, check=False)
     assert result.returncode != 0
-    assert f'The template path "{relative}" is relative' in result.stderr
+    assert f"question 'template_path': The template path \"{relative}\" is relative" in (
+        result.stderr
+    )
     assert "absolute path" in result.stderr
     assert not (tmp_path / "service").exists()
+
+
+def test_a_folder_holding_a_file_the_template_writes_is_refused_before_anything_is_written(
+    template_repo: Path, tmp_path: Path, base_answers: dict[str, str]
+) -> None:
+    """Copier would stop at README.md half-way through the copy; notes.txt is no clash (the
+    post-copy task warns about it)."""
+    destination = tmp_path / "orders"
+    destination.mkdir()
+    (destination / "README.md").write_text("# Mine\n")
+    (destination / "notes.txt").write_text("mine\n")
+    result = copy(template_repo, destination, base_answers, check=False)
+    assert result.returncode != 0
+    assert (
+        "question 'destination': The destination "
+        f'"{destination}" already holds files this template writes: README.md.'
+    ) in " ".join(result.stderr.split())
+    assert sorted(path.name for path in destination.iterdir()) == ["README.md", "notes.txt"]
+    assert (destination / "README.md").read_text() == "# Mine\n"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [{}, {"database": "postgres"}, {"layout": "workspace"}],
+    ids=["service", "postgres", "workspace"],
+)
+def test_the_refusal_names_every_file_the_template_writes(
+    answers: dict[str, str],
+    render: Callable[..., GeneratedService],
+    template_repo: Path,
+    tmp_path: Path,
+    base_answers: dict[str, str],
+) -> None:
+    """The template's files, listed from its tree, are exactly what a copy writes."""
+    service = render(**answers)
+    written = sorted(str(path.relative_to(service.path)) for path in service.files())
+    destination = tmp_path / "again"
+    shutil.copytree(service.path, destination)
+    result = copy(template_repo, destination, {**base_answers, **answers}, check=False)
+    listed = re.search(r"this template writes: (.*?)\. Copier would", " ".join(result.stderr.split()))
+    assert listed, result.stderr
+    assert sorted(listed[1].split(", ")) == written

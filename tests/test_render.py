@@ -131,15 +131,28 @@ PLATFORM_SETTINGS = frozenset(
 
 SET_BY_THE_WORKSPACE = frozenset({"workspace_member"})
 """Recorded but never asked: the workspace's `make service` sets it."""
+COPY_CHECKS = frozenset({"unknown_data", "template_path", "destination"})
+"""Never asked, never recorded: each refuses the copy when its `when`, its refusal, is not empty."""
 
 
 def test_the_platform_settings_are_recorded_but_never_asked() -> None:
     """`ask: false`, not `when: false`: Copier records the answer, and an update keeps it."""
     for name, question in questions().items():
         never_asked = question.get("ask") is False
-        assert never_asked == (name in PLATFORM_SETTINGS | SET_BY_THE_WORKSPACE), name
-        if never_asked:
+        assert never_asked == (name in PLATFORM_SETTINGS | SET_BY_THE_WORKSPACE | COPY_CHECKS), name
+        if never_asked and name not in COPY_CHECKS:
             assert "when" not in question, name
+
+
+def test_a_copy_check_refuses_with_the_text_that_shows_it() -> None:
+    for name in COPY_CHECKS:
+        question = questions()[name]
+        assert question["when"] == question["validator"], name
+        assert question["default"] == "", name
+
+
+def test_the_copy_checks_are_not_recorded(render: Callable[..., GeneratedService]) -> None:
+    assert not COPY_CHECKS & set(render().answers)
 
 
 def test_the_post_copy_placeholders_are_copier_yml_defaults() -> None:
