@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Bytecode caches make every later Python start-up (copier, pytest, services) several times faster.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint bench release fleet-report clean
+.PHONY: demo try test lint bench release fleet-report clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -21,6 +21,10 @@ $(UV):
 ## demo: generate a service with the defaults and show it working end to end
 demo: .venv/synced
 	$(UV) run --locked python -m harness.demo
+
+## try: build the core into a local index and print the `copier copy` line that uses it
+try: .venv/synced
+	$(UV) run --locked python -m harness.try_out
 
 ## test: the whole test suite (template, generated services, updates, core), in parallel
 test: .venv/synced
@@ -47,4 +51,4 @@ fleet-report: .venv/synced
 	$(UV) run --locked fleet report
 
 clean:
-	rm -rf .tools .venv .demo bench/results fleet-report
+	rm -rf .tools .venv .demo .try bench/results fleet-report

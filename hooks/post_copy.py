@@ -130,7 +130,9 @@ def lock_dependencies() -> bool:
             "Could not lock the dependencies (is the private index reachable, and are "
             "UV_INDEX_PRIVATE_USERNAME / UV_INDEX_PRIVATE_PASSWORD set?). uv said:\n"
             f"{result.stderr.strip()}\n"
-            "Once logged in to the index, run `uv lock` and commit uv.lock.",
+            "Once logged in to the index, run `uv lock` and commit uv.lock. No private index "
+            "(trying the template out)? In a clone of the template, `make try` builds the core "
+            "into a local index and prints the copy command that uses it.",
         )
         return False
     return True

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
+import sys
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.commands import tool_env
+from harness.commands import REPO_ROOT, run, tool_env
 from harness.serve import serving
 from tests.services import GeneratedService, ServiceCache
 
@@ -31,6 +34,47 @@ def get(url: str, token: str | None) -> tuple[int, dict[str, object]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def core_version() -> str:
+    pyproject = tomllib.loads((REPO_ROOT / "core" / "pyproject.toml").read_text())
+    return str(pyproject["project"]["version"])
+
+
+def test_make_try_prints_a_copy_command_that_needs_no_private_index(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """`make try` (harness.try_out) builds the core into a local index and prints the copy line;
+    that line, run as printed (with the locked Copier, on a snapshot of this tree), gives a locked
+    service."""
+    output = run([sys.executable, "-m", "harness.try_out", "--folder", str(tmp_path / "try")])
+    [line] = [line for line in output.stdout.splitlines() if "copier copy" in line]
+    command = shlex.split(line)
+    index_url = (tmp_path / "try" / "index").as_uri()
+    assert command == [
+        "uvx", "copier", "copy", "--trust", "--data", f"core_index_url={index_url}",
+        str(REPO_ROOT), str(REPO_ROOT.parent / "orders"),
+    ]  # fmt: skip
+    copier = [sys.executable, "-m", "copier", *command[2:-2]]
+    run([*copier, "--defaults", str(template_repo), "orders"], cwd=tmp_path)
+    lock = (tmp_path / "orders" / "uv.lock").read_text()
+    assert f'name = "smplkit-core"\nversion = "{core_version()}"\nsource = {{ registry = "' in lock
+    assert f'{{ name = "smplkit-core", specifier = ">=1.0,<2", index = "{index_url}" }}' in lock
+
+
+def test_the_core_readme_sets_up_the_index_as_a_generated_service_does(
+    render: Callable[..., GeneratedService],
+) -> None:
+    """Its index name, credentials and URL schemes are the ones a service reads and accepts."""
+    readme = (REPO_ROOT / "core" / "README.md").read_text()
+    pyproject = tomllib.loads((render().path / "pyproject.toml").read_text())
+    [index] = pyproject["tool"]["uv"]["index"]
+    name = index["name"]
+    assert f'name = "{name}"' in readme
+    assert f'smplkit-core = {{ index = "{name}" }}' in readme
+    assert f"UV_INDEX_{name.upper()}_USERNAME=aws" in readme
+    assert "UV_INDEX_SMPLKIT" not in readme
+    assert "127.0.0.1" not in readme, "a plain http:// index, which services refuse"
 
 
 def test_make_token_calls_the_served_api(services: ServiceCache, tmp_path: Path) -> None:

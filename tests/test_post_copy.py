@@ -18,6 +18,7 @@ def test_copy_succeeds_when_the_private_index_is_unreachable(
     output = result.stdout + result.stderr
     assert "Could not lock the dependencies" in output
     assert "run `uv lock`" in output
+    assert "`make try` builds the core into a local index" in " ".join(output.split())
     service = GeneratedService(destination)
     assert (destination / "pyproject.toml").is_file()
     assert not (destination / "uv.lock").exists()
