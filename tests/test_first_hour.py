@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import inspect
 import json
 import os
 import shlex
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from harness.commands import REPO_ROOT, run, tool_env
 from harness.serve import serving
+from smplcore.testing import make_account_token
 from tests.services import GeneratedService, ServiceCache
 
 
@@ -89,6 +92,29 @@ def test_make_token_calls_the_served_api(services: ServiceCache, tmp_path: Path)
         status, document = get(f"{base_url}/v1/widgets", token)
         assert (status, document["data"]) == (200, []), document
         assert get(f"{base_url}/v1/widgets", None)[0] == 401
+
+
+def test_make_token_is_on_the_tier_the_tests_tokens_get(services: ServiceCache) -> None:
+    """One default tier: a feature granted only to other tiers answers 403 to both alike."""
+    token = services.get().run("make", "--no-print-directory", "token").stdout.strip()
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    tests_default = inspect.signature(make_account_token).parameters["tier"].default
+    assert claims["tier"] == tests_default == "free"
+
+
+def test_the_catalog_docstring_example_runs_as_it_is_written(services: ServiceCache) -> None:
+    """The example that grants a feature of the service's own names every import it needs."""
+    script = (
+        "import re, textwrap\n"
+        "from orders import catalog\n"
+        "example = re.search(r'e\\.g\\.\\n\\n((?: {4}.*\\n|\\n)+)', catalog.__doc__)[1]\n"
+        "namespace = {}\n"
+        "exec(textwrap.dedent(example), namespace)\n"
+        "print(sorted(namespace['SERVICE_PRODUCTS']['shipments'].tiers))"
+    )
+    output = services.get().run("uv", "run", "--locked", "python", "-c", script).stdout
+    assert output.strip() == "['enterprise', 'team']"
 
 
 def test_make_token_is_refused_outside_local_settings(services: ServiceCache) -> None:

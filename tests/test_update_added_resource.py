@@ -1,16 +1,19 @@
 """A resource added by touching only team-owned files serves at once, and `copier update` keeps it.
 
 The team copies `widgets/` to `parcels/` (a name as long as "widgets", so the copy stays formatted),
-includes its router in `api.py`, grants its feature to two tiers in `catalog.py`, writes its own
-test (and, with the database, its migration), commits, and updates to the newest template release
-(tests/update_support.py). Every path the team changed is either new or team-owned (copier.yml's
-`team_owned_paths`); the service passes its own checks before and after the update.
+gives parcels an attribute of their own in `schemas.py` (with the database, a column in the table
+too), includes its router in `api.py`, grants its feature to two tiers in `catalog.py` as its
+docstring shows, writes its own test (and, with the database, its migration), commits, and updates
+to the newest template release (tests/update_support.py). Every path the team changed is either
+new or team-owned (copier.yml's `team_owned_paths`); the service passes its own checks before and
+after the update.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -24,13 +27,6 @@ from tests.update_support import LATEST, TeamWork, build_versions, generate, sta
 VARIANTS = {"defaults": {}, "postgres": {"database": "postgres"}}
 WIDGETS_MIGRATION = "756b60d54898"
 PARCELS_MIGRATION = "0f1e2d3c4b5a"
-PARCELS_PRODUCT = """\
-SERVICE_PRODUCTS: dict[str, Product] = {
-    "parcels": Product(
-        name="parcels",
-        tiers={tier: Tier(tier, frozenset({"parcels"}), {}) for tier in ("team", "enterprise")},
-    ),
-}"""
 TEAM_TEST = """\
 from fastapi.testclient import TestClient
 
@@ -39,7 +35,7 @@ from smplcore.testing import assert_jsonapi_response, make_account_token
 
 from orders.settings import Settings
 
-PARCEL = {"data": {"type": "parcels", "attributes": {"name": "Box"}}}
+PARCEL = {"data": {"type": "parcels", "attributes": {"name": "Box", "weight_grams": 1200}}}
 
 
 def headers(settings: Settings, tier: str) -> dict[str, str]:
@@ -50,6 +46,7 @@ def headers(settings: Settings, tier: str) -> dict[str, str]:
 def test_a_tier_with_parcels_keeps_them(client: TestClient, settings: Settings) -> None:
     team = headers(settings, "team")
     created = assert_jsonapi_response(client.post("/v1/parcels", json=PARCEL, headers=team), 201)
+    assert created["data"]["attributes"]["weight_grams"] == 1200
     url = created["data"]["links"]["self"]
     assert assert_jsonapi_response(client.get(url, headers=team), 200) == created
 
@@ -77,10 +74,34 @@ def parcels(text: str) -> str:
     return text
 
 
+def with_weight(module: str, text: str) -> str:
+    """The parcels' modules with an attribute of their own: in the schemas, and in the table."""
+    additions = {
+        "schemas.py": (
+            "    description: Description | None = None\n",
+            "weight_grams: int | None = None",
+        ),
+        "storage.py": ("    description: Mapped[str | None]\n", "weight_grams: Mapped[int | None]"),
+    }
+    if module not in additions or additions[module][0] not in text:
+        return text
+    after, line = additions[module]
+    return text.replace(after, f"{after}    {line}\n", 1)
+
+
+def catalog_example(catalog: str) -> tuple[str, str]:
+    """The import line and the SERVICE_PRODUCTS of catalog.py's docstring example, for parcels."""
+    example = re.search(r"e\.g\.\n\n((?: {4}.*\n|\n)+)", catalog)
+    assert example, catalog
+    imports, products = textwrap.dedent(example[1]).strip().split("\n\n", 1)
+    return imports + "\n", products.replace("shipments", "parcels") + "\n"
+
+
 def add_parcels(work: TeamWork) -> None:
     service = work.service
     for module in sorted((service / "src/orders/widgets").glob("*.py")):
-        work.create(f"src/orders/parcels/{module.name}", parcels(module.read_text()))
+        text = with_weight(module.name, parcels(module.read_text()))
+        work.create(f"src/orders/parcels/{module.name}", text)
     api = (service / "src/orders/api.py").read_text()
     work.create(
         "src/orders/api.py",
@@ -92,15 +113,22 @@ def add_parcels(work: TeamWork) -> None:
         + "api_router.include_router(parcels_router)\n",
     )
     catalog = (service / "src/orders/catalog.py").read_text()
-    catalog = catalog.replace("Catalog, Product\n", "Catalog, Product, Tier\n")
+    imports, products = catalog_example(catalog)
+    [current_imports] = [
+        line for line in catalog.splitlines(keepends=True) if line.startswith("from")
+    ]
+    catalog = catalog.replace(current_imports, imports)
     work.create(
         "src/orders/catalog.py",
-        catalog.replace("SERVICE_PRODUCTS: dict[str, Product] = {}", PARCELS_PRODUCT),
+        catalog.replace("SERVICE_PRODUCTS: dict[str, Product] = {}\n", products),
     )
     work.create("tests/test_parcels.py", TEAM_TEST)
     for migration in (service / "migrations/versions").glob(f"{WIDGETS_MIGRATION}_*.py"):
         text = parcels(migration.read_text()).replace(WIDGETS_MIGRATION, PARCELS_MIGRATION)
         text = text.replace("Revises: (none)", f"Revises: {WIDGETS_MIGRATION}")
+        description = '        sa.Column("description", sa.Text(), nullable=True),\n'
+        weight = '        sa.Column("weight_grams", sa.Integer(), nullable=True),\n'
+        text = text.replace(description, description + weight)
         text = re.sub(r"(down_revision: .*) = None", rf'\1 = "{WIDGETS_MIGRATION}"', text)
         work.create(f"migrations/versions/{PARCELS_MIGRATION}_create_parcels.py", text)
 
