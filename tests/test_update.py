@@ -552,12 +552,13 @@ def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
     work.commit()
     generated = GeneratedService(service)
     copier = f"COPIER={sys.executable} -m copier"  # the Copier `make` would fetch with uvx
-    result = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
-    # Copier itself says how to resolve what an update leaves, `make` or not.
-    assert "`git status` lists the files left to resolve" in " ".join(result.stderr.split())
+    change = "SET=owner_team=billing-core description=Orders, refunds and their #history"
+    result = generated.run("make", "reconfigure", change, copier)
     assert " M README.md" in result.stdout  # what changed, listed
+    assert "resolve" not in (result.stdout + result.stderr).lower(), "nothing is left to resolve"
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert (answers["owner_team"], answers["_commit"]) == ("billing-core", "v1.0.0")
+    assert answers["description"] == "Orders, refunds and their #history"
     readme = (service / "README.md").read_text()
     assert "Owned by **billing-core**" in readme
     assert "The payments team's on-call notes." in readme
@@ -565,6 +566,30 @@ def test_make_reconfigure_changes_an_answer_and_keeps_the_teams_lines(
     work.commit("Reconfigure")
     again = generated.run("make", "reconfigure", "SET=owner_team=billing-core", copier)
     assert "Nothing changed." in again.stdout
+    assert "resolve" not in (again.stdout + again.stderr).lower()
+
+    # The team rewrites the line the answer renders; a new answer then conflicts there.
+    readme_path = service / "README.md"
+    readme_path.write_text(readme_path.read_text().replace("**billing-core**", "**billing**"))
+    work.commit("The team's own owner line")
+    conflicted = generated.run("make", "reconfigure", "SET=owner_team=payments", copier)
+    assert "UU README.md" in conflicted.stdout
+    assert "Left to resolve (README: Updating from the template):\n  README.md\n" in (
+        conflicted.stdout
+    )
+
+
+def test_make_update_refuses_a_version_the_template_never_released(
+    render: Callable[..., GeneratedService], template_version: str
+) -> None:
+    """Copier's own answer is a traceback ending in `ValueError: Unknown revision`."""
+    result = render().run("make", "update", "VERSION=v5.0.0", check=False)
+    assert result.returncode == 2
+    assert (
+        f"VERSION=v5.0.0 is not a release of the template; its newest releases: {template_version}"
+        in result.stdout
+    )
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_an_update_keeps_the_recorded_platform_settings(
