@@ -88,6 +88,8 @@ def test_the_tests_stop_and_say_how_to_get_a_database_without_one(
     assert (
         "export TEST_DATABASE_URL=postgresql://postgres:postgres@localhost:5432/postgres" in output
     )
+    assert "Without Docker, any such server will do" in output
+    assert "export TEST_DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/postgres" in output
     assert " passed" not in output
 
 

@@ -155,3 +155,7 @@ def test_make_db_names_what_to_install_without_the_compose_plugin(
     assert result.returncode != 0
     assert "make db needs Docker with its Compose plugin" in result.stdout
     assert "docker-compose-plugin" in result.stdout
+    assert "Without Docker, any PostgreSQL server you may create databases on will do" in (
+        result.stdout
+    )
+    assert "TEST_DATABASE_URL=postgresql://USER:PASSWORD@HOST:5432/postgres" in result.stdout
