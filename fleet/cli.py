@@ -70,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
         "--push", action="store_true",
         help="with --local: push each update to its branch template-update/<version>",
     )  # fmt: skip
+    update_parser.add_argument(
+        "--output", type=Path, default=Path("fleet-update"),
+        help="with --local, without --push: where each updated clone is kept (fleet-update)",
+    )  # fmt: skip
     return main_parser
 
 
@@ -149,9 +153,13 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
         elif not service.behind:
             console.print(f"{service.name}: up to date ({service.version})")
     if arguments.local:
+        keep_in: Path = arguments.output.resolve()
+        keep_in.mkdir(parents=True, exist_ok=True)
         outcomes = in_parallel(
             lagging.values(),
-            lambda pair, scratch: update.update_locally(*pair, scratch, push=arguments.push),
+            lambda pair, scratch: update.update_locally(
+                *pair, scratch, push=arguments.push, keep_in=keep_in
+            ),
             arguments.jobs,
             "Updating",
         )
@@ -160,10 +168,12 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
     for outcome in outcomes:
         detail = ", ".join(outcome.conflicts) or outcome.detail
         pushed = f" -> {outcome.branch}" if outcome.branch and outcome.status != "failed" else ""
-        console.print(
-            f"{', '.join(outcome.services)}: {outcome.status}{pushed}"
-            + (f" ({detail})" if detail else "")
-        )
+        line = f"{', '.join(outcome.services)}: {outcome.status}{pushed}"
+        line += f" ({detail})" if detail else ""
+        line += f"; {outcome.changes}" if outcome.changes else ""
+        if outcome.kept:
+            line += f"; not pushed: the result is in {outcome.kept} (git status there)"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     failed = any(outcome.status in ("failed", "conflicted") for outcome in outcomes)
     return 1 if arguments.strict and (failed or any(s.error for s in chosen)) else 0
 

@@ -11,7 +11,17 @@ QUIET_GIT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE
 
 
 class CommandError(Exception):
-    """A command failed; the message is the last line it wrote to stderr."""
+    """A command failed; the message is the line of its output that says why (see error_line)."""
+
+
+def error_line(output: str) -> str:
+    """git's own error, its first `fatal:` or `error:` line (the advice that follows it, such as
+    "and the repository exists.", says nothing of what went wrong); else the last line."""
+    lines = output.strip().splitlines()
+    for line in lines:
+        if line.startswith(("fatal: ", "error: ")):
+            return line.split(": ", 1)[1]
+    return lines[-1] if lines else ""
 
 
 def spawn(
@@ -45,8 +55,7 @@ def checked(command: list[str], cwd: Path | None = None) -> str:
     """The command's standard output; CommandError when it fails."""
     done = run(command, cwd)
     if done.returncode != 0:
-        lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        raise CommandError(lines[-1].removeprefix("fatal: ") if lines else f"{command[0]} failed")
+        raise CommandError(error_line(done.stderr or done.stdout) or f"{command[0]} failed")
     return done.stdout
 
 

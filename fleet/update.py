@@ -15,6 +15,8 @@ from fleet.probe import CONFLICT_MARKER, LEFTOVER_SUFFIXES, Service
 from fleet.sources import Repository
 
 WORKFLOW = ".github/workflows/template-update.yml"
+LISTED_FILES = 8
+"""How many changed files an outcome names; `git status` in the kept clone lists them all."""
 
 
 @dataclass
@@ -28,6 +30,10 @@ class Outcome:
     detail: str = ""
     conflicts: list[str] = field(default_factory=list)
     branch: str | None = None
+    changes: str = ""
+    """From which release to which, and the files the update changed."""
+    kept: Path | None = None
+    """Where the updated clone was kept, when it was not pushed."""
 
 
 def copier_command(workflow: str | None) -> list[str]:
@@ -45,11 +51,14 @@ def copier_command(workflow: str | None) -> list[str]:
 
 
 def conflicts(clone: Path) -> list[str]:
-    """Files the update left to resolve, as the workflow lists them: conflict markers, *.rej and
-    *.team-edits files; and files git holds as unmerged."""
+    """Files left to resolve, as the workflow lists them, whether the update left them or an
+    earlier one did (committed): conflict markers, *.rej and *.team-edits files; and files git
+    holds as unmerged."""
     marked = run(["git", "grep", "--untracked", "-lE", CONFLICT_MARKER, "--", "."], clone)
     named = [f"*{suffix}" for suffix in LEFTOVER_SUFFIXES]
-    leftovers = run(["git", "ls-files", "--others", "--exclude-standard", "--", *named], clone)
+    leftovers = run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *named], clone
+    )
     unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], clone)
     return sorted(
         set(marked.stdout.splitlines())
@@ -58,12 +67,18 @@ def conflicts(clone: Path) -> list[str]:
     )
 
 
+def changed_files(clone: Path) -> list[str]:
+    """The files the update changed, added or deleted, new ones listed one by one."""
+    listing = run(["git", "status", "--porcelain", "--untracked-files=all"], clone).stdout
+    return sorted(line[3:] for line in listing.splitlines())
+
+
 def update_locally(
-    repository: Repository, services: list[Service], scratch: Path, *, push: bool
+    repository: Repository, services: list[Service], scratch: Path, *, push: bool, keep_in: Path
 ) -> Outcome:
     """`copier update --trust --defaults --conflict inline --vcs-ref <latest>` in a full clone,
     for each of the repository's lagging services; the branch template-update/<version> pushed
-    only when asked (and never for a failed update)."""
+    only when asked (and never for a failed update), else the clone kept in `keep_in`."""
     names = [service.name for service in services]
     latest = max((service.latest or "" for service in services), key=_release_key)
     clone = scratch / "clone"
@@ -89,17 +104,25 @@ def update_locally(
             _lock(folder)
     found = conflicts(clone)
     outcome = Outcome(repository.name, names, "conflicted" if found else "clean", conflicts=found)
-    if push:
-        outcome.branch = f"template-update/{latest.removeprefix('v')}"
-        current = services[0].version or "?"
-        try:
-            git("switch", "--quiet", "--create", outcome.branch, cwd=clone)
-            git("add", "--all", cwd=clone)
-            message = f"Update from the service template: {current} to {latest}"
-            git("commit", "--quiet", "--no-verify", "--message", message, cwd=clone)
-            git("push", "--quiet", "origin", outcome.branch, cwd=clone)
-        except CommandError as error:
-            outcome.status, outcome.detail = "failed", f"push: {error}"
+    current = services[0].version or "?"
+    changed = changed_files(clone)
+    more = len(changed) - LISTED_FILES
+    listed = ", ".join(changed[:LISTED_FILES]) + (f" and {more} more" if more > 0 else "")
+    outcome.changes = f"{current} to {latest}, {len(changed)} files changed: {listed}"
+    if not push:
+        outcome.kept = keep_in / repository.name.replace("/", "-")
+        shutil.rmtree(outcome.kept, ignore_errors=True)
+        shutil.move(clone, outcome.kept)
+        return outcome
+    outcome.branch = f"template-update/{latest.removeprefix('v')}"
+    try:
+        git("switch", "--quiet", "--create", outcome.branch, cwd=clone)
+        git("add", "--all", cwd=clone)
+        message = f"Update from the service template: {current} to {latest}"
+        git("commit", "--quiet", "--no-verify", "--message", message, cwd=clone)
+        git("push", "--quiet", "origin", outcome.branch, cwd=clone)
+    except CommandError as error:
+        outcome.status, outcome.detail = "failed", f"push: {error}"
     shutil.rmtree(clone, ignore_errors=True)
     return outcome
 

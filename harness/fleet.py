@@ -301,7 +301,10 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
 
     # Bad entries: each reported on its own line.
     entries.append("acme/gone")
-    expected["acme/gone"] = Expected(error="unreachable")
+    missing = remotes_folder / "gone.git"
+    expected["acme/gone"] = Expected(
+        error=f"unreachable: '{missing}' does not appear to be a git repository"
+    )
     foreign = work / "foreign"
     foreign.mkdir()
     git("init", "--quiet", "--initial-branch=main", cwd=foreign)

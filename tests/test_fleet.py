@@ -31,6 +31,7 @@ from harness.fleet import (
     Fleet,
     build_fleet,
 )
+from harness.template_repo import commit_all
 from hooks import post_copy
 from tests.tools import dev_tool, require_tool
 from tests.update_support import TeamWork
@@ -291,7 +292,7 @@ def test_update_local_brings_clean_services_to_the_newest_release(fleet: Fleet) 
     assert {name: outcomes.get(name) for name in lagging} == {
         name: "conflicted" if name == "acme/s03" else "clean" for name in lagging
     }, done.stdout
-    assert re.search(r"^acme/s03: conflicted .*\(\.gitignore\)$", done.stdout, re.MULTILINE)
+    assert re.search(r"^acme/s03: conflicted -> \S+ \(\.gitignore\); ", done.stdout, re.MULTILINE)
     for name in lagging:
         remote = fleet.remotes[name]
         assert remote_answers(remote, branch)["_commit"] == LATEST, name
@@ -305,13 +306,35 @@ def test_update_local_brings_clean_services_to_the_newest_release(fleet: Fleet) 
 
 
 def test_update_local_pushes_nothing_unless_asked(fleet: Fleet, tmp_path: Path) -> None:
-    fleet_file = tmp_path / "fleet.yml"
-    fleet_file.write_text("services: [acme/s04, acme/s08]\n")
+    """Without --push, each line names the releases and the files changed, and where the updated
+    clone is; a committed *.rej is left to resolve, as committed conflict markers are."""
+    with_rej = tmp_path / "with-rej"
+    git("clone", "--quiet", str(fleet.remotes["acme/s04"]), str(with_rej), cwd=tmp_path)
+    (with_rej / "Dockerfile.rej").write_text("@@ a hunk an earlier update could not apply\n")
+    commit_all(with_rej, "An update's leftover, committed by mistake")
     remote = fleet.remotes["acme/s04"]
+    fleet_file = tmp_path / "fleet.yml"
+    fleet_file.write_text("services: [acme/s04, acme/s08, with-rej]\n")
     before = git("for-each-ref", cwd=remote)
-    done = run_fleet(fleet, "update", "--local", "--only", "acme/s04", "--fleet", str(fleet_file))
+    kept = tmp_path / "kept"
+    done = run_fleet(
+        fleet, "update", "--local", "--only", "acme/s04", "with-rej",
+        "--fleet", str(fleet_file), "--output", str(kept),
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^acme/s04: clean$", done.stdout, re.MULTILINE)
+    line = re.search(r"^acme/s04: clean; (v[\d.]+) to (v[\d.]+), (\d+) files changed: (.*)$",
+                     done.stdout, re.MULTILINE)  # fmt: skip
+    assert line, done.stdout
+    assert line[2] == LATEST
+    assert ".copier-answers.yml" in line[4]
+    assert line[4].endswith(
+        f"; not pushed: the result is in {kept / 'acme-s04'} (git status there)"
+    )
+    changed = git("status", "--porcelain", "--untracked-files=all", cwd=kept / "acme-s04")
+    assert len(changed.splitlines()) == int(line[3])
+    assert remote_answers(kept / "acme-s04", "HEAD")["_commit"] == line[1]
+    assert yaml.safe_load((kept / "acme-s04/.copier-answers.yml").read_text())["_commit"] == LATEST
+    assert re.search(r"^with-rej: conflicted \(Dockerfile\.rej\); ", done.stdout, re.MULTILINE)
     assert "acme/s08" not in done.stdout, "--only leaves the others alone"
     assert git("for-each-ref", cwd=remote) == before
 
