@@ -186,6 +186,7 @@ def test_an_unknown_base_is_a_clear_error(history: History) -> None:
     assert output == ""
     assert "the base 'origin/nowhere' is not a commit of this clone" in error
     assert "fetch-depth: 0" in error
+    assert "run every member: make affected BASE= (--base '')" in error
 
 
 def test_a_broken_lock_is_a_clear_error(at_last_change: Path) -> None:

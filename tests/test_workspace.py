@@ -98,6 +98,17 @@ def test_a_service_question_answered_for_the_root_is_refused_and_nothing_is_writ
     assert not destination.exists()
 
 
+def test_a_workspace_without_members_locks_without_a_warning(
+    tmp_path: Path, template_repo: Path, base_answers: dict[str, str]
+) -> None:
+    """The root says which Python it is for: uv need not guess it before the first member."""
+    destination = tmp_path / "acme-services"
+    copy(template_repo, destination, {**base_answers, "layout": "workspace"}, skip_tasks=True)
+    locked = run([dev_tool("uv"), "lock"], cwd=destination)
+    assert "warning" not in locked.stderr.lower(), locked.stderr
+    assert 'requires-python = ">=3.11"' in (destination / "uv.lock").read_text()
+
+
 def test_a_service_takes_the_workspace_answers_and_is_a_member(workspace: Workspace) -> None:
     root = workspace.answers()
     billing = workspace.answers("projects/billing")

@@ -112,7 +112,8 @@ def fork_point(base: str) -> str:
     except AffectedError as error:
         raise AffectedError(
             f"the base {base!r} is not a commit of this clone ({error}); fetch it (the CI "
-            "checkout needs fetch-depth: 0), or give --base '' for a full run"
+            "checkout needs fetch-depth: 0), or run every member: make affected BASE= "
+            "(--base '')"
         ) from None
 
 
