@@ -155,6 +155,7 @@ def test_the_refusal_names_every_file_the_template_writes(
     destination = tmp_path / "again"
     shutil.copytree(service.path, destination)
     result = copy(template_repo, destination, {**base_answers, **answers}, check=False)
-    listed = re.search(r"this template writes: (.*?)\. Copier would", " ".join(result.stderr.split()))
+    stderr = " ".join(result.stderr.split())
+    listed = re.search(r"this template writes: (.*?)\. Copier would", stderr)
     assert listed, result.stderr
     assert sorted(listed[1].split(", ")) == written
