@@ -50,5 +50,10 @@ release: .venv/synced
 fleet-report: .venv/synced
 	$(UV) run --locked fleet report
 
+## openapi-seed: rewrite template/openapi.json.jinja, the openapi.json a new service starts with
+.PHONY: openapi-seed
+openapi-seed: .venv/synced
+	$(UV) run --locked python -m harness.openapi_seed
+
 clean:
 	rm -rf .tools .venv .demo .try bench/results fleet-report

@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     )
     report_parser.add_argument(
         "--output", type=Path, default=Path("fleet-report"),
-        help="folder for fleet.md, fleet.json and fleet.html (default: fleet-report)",
+        help="folder for fleet.md, .json, .html and fleet-facts.json (default: fleet-report)",
     )  # fmt: skip
     update_parser = commands.add_parser(
         "update", parents=[common], help="bring the lagging services to the newest release"
@@ -128,7 +128,10 @@ def run_report(arguments: argparse.Namespace, console: Console) -> int:
     (output / "fleet.md").write_text(report.markdown(services, now))
     (output / "fleet.json").write_text(report.as_json(services, now))
     (output / "fleet.html").write_text(report.html_page(services, now))
-    console.print(f"Written: {output}/fleet.md, fleet.json, fleet.html")
+    (output / "fleet-facts.json").write_text(report.portal_facts(services, now))
+    for service in report.entities(services)[1]:
+        console.print(f"{service.name}: {service.entity} is another's too: not in the facts")
+    console.print(f"Written: {output}/fleet.md, fleet.json, fleet.html, fleet-facts.json")
     failed = any(service.error for service in services)
     return 1 if arguments.strict and failed else 0
 

@@ -3,6 +3,7 @@ its lock, its leftover conflicts, and (through `gh`) its open update pull reques
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -25,11 +26,14 @@ from fleet.commands import CommandError, checked, git, run, run_bytes
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
-UPDATE_BRANCHES = ("template-update/", "core-bump/")
+CATALOG_INFO = "catalog-info.yaml"
+"""The service's entities for the developer portal (Backstage's software catalog)."""
+CORE_BUMP_BRANCH = "core-bump/"
+UPDATE_BRANCHES = ("template-update/", CORE_BUMP_BRANCH)
 """Branches the services' workflows open pull requests from (template-update, core-bump)."""
 CONFLICT_MARKER = r"^(<<<<<<<|>>>>>>>)( |$)"
 LEFTOVER_SUFFIXES = (".rej", ".team-edits")
-READ = frozenset({ANSWERS, "pyproject.toml", "uv.lock"})
+READ = frozenset({ANSWERS, CATALOG_INFO, "pyproject.toml", "uv.lock"})
 """The files a probe reads, at a service's root."""
 SHORTHANDS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 TEMPLATE_QUESTIONS = ("service_name", "core_package", "core_version")
@@ -75,6 +79,11 @@ class Service:
     """Open template-update and core-bump pull requests; None when `gh` cannot tell."""
     leftovers: list[str] = field(default_factory=list)
     """Files with conflict markers, *.rej and *.team-edits files."""
+    entity: str | None = None
+    """Its entity reference in the developer portal (kind:namespace/name)."""
+    last_core_bump: str | None = None
+    """ISO 8601 time its newest core-bump pull request was merged; None if none was or `gh`
+    cannot tell."""
 
     @property
     def core_behind(self) -> bool | None:
@@ -161,6 +170,23 @@ class Context:
             ]
 
         return list(self._once(("prs", github), list_pull_requests))
+
+    def last_core_bump(self, github: str) -> str | None:
+        """When the repository's newest core-bump pull request was merged (None: never)."""
+
+        def newest_merge() -> str | None:
+            listed = checked(
+                ["gh", "pr", "list", "--repo", github, "--state", "merged", "--search",
+                 f"head:{CORE_BUMP_BRANCH}", "--limit", "20", "--json", "headRefName,mergedAt"]
+            )  # fmt: skip
+            merged = [
+                item["mergedAt"]
+                for item in json.loads(listed)
+                if item["headRefName"].startswith(CORE_BUMP_BRANCH)
+            ]
+            return max(merged, key=datetime.fromisoformat, default=None)
+
+        return self._once(("core-bump", github), newest_merge)
 
 
 def gh_ready() -> bool:
@@ -290,6 +316,7 @@ def describe(
         core_range=str(answers["core_version"]),
     )
     service.leftovers = leftovers(tree, folder)
+    service.entity = entity_reference(tree, folder, answers)
     template_releases(service, context, str(answers.get("_src_path", "")))
     core_versions(service, context, tree, folder, answers)
     if context.use_gh and repository.github:
@@ -297,7 +324,25 @@ def describe(
             service.pull_requests = context.pull_requests(repository.github)
         except UnreadableError:
             service.pull_requests = None
+        with contextlib.suppress(UnreadableError):
+            service.last_core_bump = context.last_core_bump(repository.github)
     return service
+
+
+def entity_reference(tree: Tree, folder: str, answers: dict[str, Any]) -> str:
+    """The reference of the first entity of the folder's catalog-info.yaml (the service's
+    Component, as the template writes it), or the template's own, component:default/<service>,
+    when the file is missing or unreadable."""
+    text = tree.texts.get(str(PurePosixPath(folder, CATALOG_INFO))) or ""
+    try:
+        entity = next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError:
+        entity = None
+    metadata = entity.get("metadata") if isinstance(entity, dict) else None
+    if isinstance(entity, dict) and isinstance(metadata, dict) and "name" in metadata:
+        namespace = metadata.get("namespace", "default")
+        return f"{str(entity.get('kind', 'component')).lower()}:{namespace}/{metadata['name']}"
+    return f"component:default/{answers['service_name']}"
 
 
 def leftovers(tree: Tree, folder: str) -> list[str]:

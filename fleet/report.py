@@ -30,6 +30,7 @@ def record(service: Service, now: datetime) -> dict[str, Any]:
     """The service as the JSON report holds it."""
     return {
         "service": service.name,
+        "entity": service.entity,
         "repository": service.repository,
         "error": service.error,
         "template": service.template,
@@ -46,6 +47,7 @@ def record(service: Service, now: datetime) -> dict[str, Any]:
             "newest": service.core_newest,
             "behind": service.core_behind,
             "note": service.core_note,
+            "last_bump": service.last_core_bump,
         },
         "pull_requests": None
         if service.pull_requests is None
@@ -117,6 +119,73 @@ def markdown(services: list[Service], now: datetime) -> str:
 
 def as_json(services: list[Service], now: datetime) -> str:
     document = {"generated": now.isoformat(), "services": [record(s, now) for s in services]}
+    return json.dumps(document, indent=2) + "\n"
+
+
+FACT_RETRIEVER = {
+    "id": "fleet",
+    "version": "1.0.0",
+    "entityFilter": [{"kind": "component"}],
+    "schema": {
+        "templateVersion": {"type": "string", "description": "Template release it is on"},
+        "templateLatest": {"type": "string", "description": "The template's newest release"},
+        "templateReleasesBehind": {"type": "integer", "description": "Releases it lags"},
+        "coreLocked": {"type": "string", "description": "Core version its uv.lock holds"},
+        "coreNewest": {"type": "string", "description": "Newest core its range allows"},
+        "coreBehind": {"type": "boolean", "description": "Locked core older than the newest"},
+        "openUpdatePullRequests": {"type": "integer", "description": "Open update PRs"},
+        "oldestUpdatePullRequestDays": {"type": "integer", "description": "Oldest one's age"},
+        "leftovers": {"type": "set", "description": "Files an update left to resolve"},
+        "lastCoreBump": {"type": "datetime", "description": "Last core-bump PR merged"},
+    },
+}
+"""What `fleet report` tells a portal about each service, in the shape of a Tech Insights fact
+retriever (README: The fleet in a developer portal); a fact it cannot tell is null."""
+
+
+def entities(services: list[Service]) -> tuple[dict[str, Service], list[Service]]:
+    """The readable services by entity reference; those whose reference another service (listed
+    first) already claims, which a portal cannot tell apart."""
+    found: dict[str, Service] = {}
+    shadowed = []
+    for service in services:
+        if service.error is None and service.entity is not None:
+            if service.entity in found:
+                shadowed.append(service)
+            else:
+                found[service.entity] = service
+    return found, shadowed
+
+
+def facts(service: Service, now: datetime) -> dict[str, Any]:
+    pull_requests = service.pull_requests
+    return {
+        "templateVersion": service.version,
+        "templateLatest": service.latest,
+        "templateReleasesBehind": service.behind,
+        "coreLocked": service.core_locked,
+        "coreNewest": service.core_newest,
+        "coreBehind": service.core_behind,
+        "openUpdatePullRequests": None if pull_requests is None else len(pull_requests),
+        "oldestUpdatePullRequestDays": None
+        if pull_requests is None
+        else max((pr.age_days(now) for pr in pull_requests), default=0),
+        "leftovers": service.leftovers,
+        "lastCoreBump": service.last_core_bump,
+    }
+
+
+def portal_facts(services: list[Service], now: datetime) -> str:
+    """The facts file: one entry per entity reference, as catalog-info.yaml names the entity."""
+    found, _ = entities(services)
+    document = {
+        "generated": now.isoformat(),
+        "retriever": FACT_RETRIEVER,
+        "entities": {
+            reference: {"service": service.name, "facts": facts(service, now)}
+            for reference, service in found.items()
+        },
+    }
     return json.dumps(document, indent=2) + "\n"
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.commands import find_python, git
 from harness.core_index import add_to_index
-from harness.generate import copy
+from harness.generate import SERVICE_NAME, copy
 from harness.template_repo import commit_all, release, snapshot, template_file
 
 LATEST = "v1.2.0"
@@ -47,6 +47,12 @@ PULL_REQUESTS = {
     "acme/s11": [("core-bump/1.2.0", 3), ("feature/unrelated", 1)],
 }
 """Open pull requests the fake gh lists: (branch, days open). Only update branches are reported."""
+MERGED_PULL_REQUESTS = {
+    "acme/s07": [("core-bump/1.1.0", 30), ("core-bump/1.2.0", 4), ("template-update/1.2.0", 2)],
+    "acme/s08": [("template-update/1.2.0", 6)],
+}
+"""Merged pull requests the fake gh lists: (branch, days since the merge). The report's last core
+bump is the newest core-bump one's."""
 TOPIC = "smplkit-service"
 TOPIC_REPOSITORIES = ["acme/s13", "acme/s05"]
 """What the fake `gh repo list acme --topic smplkit-service` lists."""
@@ -115,15 +121,25 @@ def locked_core(service: Path) -> str:
     return match[1]
 
 
+def days_ago(now: datetime, days: int) -> str:
+    """The time the fake gh gives for `days` days ago (and an hour, so that whole days count)."""
+    return (now - timedelta(days=days, hours=1)).isoformat()
+
+
 def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
-    """A `gh` that is logged in (unless FAKE_GH_LOGGED_OUT is set), lists PULL_REQUESTS and the
-    repositories with TOPIC, and records every call (one JSON line)."""
+    """A `gh` that is logged in (unless FAKE_GH_LOGGED_OUT is set), lists PULL_REQUESTS (open) and
+    MERGED_PULL_REQUESTS (`--state merged`) and the repositories with TOPIC, and records every
+    call (one JSON line)."""
+    merged = {
+        repo: [{"headRefName": branch, "mergedAt": days_ago(now, days)} for branch, days in prs]
+        for repo, prs in MERGED_PULL_REQUESTS.items()
+    }
     listed = {
         repo: [
             {
                 "headRefName": branch,
                 "url": f"https://github.com/{repo}/pull/{number}",
-                "createdAt": (now - timedelta(days=days, hours=1)).isoformat(),
+                "createdAt": days_ago(now, days),
             }
             for number, (branch, days) in enumerate(prs, start=1)
         ]
@@ -144,7 +160,9 @@ def fake_gh(folder: Path, calls: Path, now: datetime) -> Path:
             if args[:2] == ["auth", "status"] and os.environ.get("FAKE_GH_LOGGED_OUT"):
                 sys.exit("You are not logged into any GitHub hosts.")
             if args[:2] == ["pr", "list"]:
-                print(json.dumps({listed!r}.get(args[args.index("--repo") + 1], [])))
+                listed = {{"open": {listed!r}, "merged": {merged!r}}}
+                state = listed[args[args.index("--state") + 1]]
+                print(json.dumps(state.get(args[args.index("--repo") + 1], [])))
             elif args[:3] == ["repo", "list", "acme"] and {TOPIC!r} in args:
                 print(json.dumps({topic_repositories!r}))
             elif args[:2] not in (["auth", "status"], ["workflow", "run"]):
@@ -210,6 +228,8 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
     def service(name: str, base: str, **overrides: object) -> Path:
         """A clone of the service generated at `base`, to change and publish as `name`."""
         checkout = clone(generated[base], work / name)
+        # Each service is its own entity in the developer portal.
+        rewrite(checkout / "catalog-info.yaml", f"name: {SERVICE_NAME}", f"name: {name}")
         behind = {"v1.0.0": 2, "v1.1.0": 1, LATEST: 0}[base]
         report_name = f"acme/{name}"
         expected[report_name] = Expected(
@@ -283,6 +303,7 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
         folder = workspace / "projects" / project
         folder.mkdir(parents=True)
         member = service_answers.replace("workspace_member: false", "workspace_member: true")
+        member = member.replace(f"service_name: {SERVICE_NAME}", f"service_name: {project}")
         if database == "postgres":
             member = member.replace("database: none", "database: postgres")
         (folder / ".copier-answers.yml").write_text(member)

@@ -57,6 +57,9 @@ BAD_ANSWERS = [
     ({"description": ""}, "description must not be empty"),
     ({"ecs_cluster": "my cluster"}, "ecs_cluster must be 1 to 255"),
     ({"core_package": "smplkit core"}, "core_package must be a valid distribution name"),
+    ({"backstage_system": "product services"}, "backstage_system must be a Backstage entity name"),
+    ({"github_organization": "-acme"}, "github_organization must be a GitHub account name"),
+    ({"github_repository": "orders"}, "github_repository must be a GitHub repository's owner/name"),
 ]
 
 

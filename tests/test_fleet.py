@@ -12,6 +12,7 @@ import sys
 import urllib.parse
 import urllib.request
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from harness.fleet import (
 )
 from harness.template_repo import commit_all
 from hooks import post_copy
+from tests.backstage_catalog import entity_ref, read_entities
 from tests.tools import dev_tool, require_tool
 from tests.update_support import TeamWork
 
@@ -109,6 +111,63 @@ def test_the_report_is_exact_for_every_service(
             "pull_requests": want.pull_requests,
             "leftovers": want.leftovers,
         }, name
+
+
+def test_the_facts_file_holds_each_entity_once_with_the_report_s_values(
+    fleet: Fleet, fleet_report: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    """fleet-facts.json, what a portal's Tech Insights reads: one entry per entity reference (as
+    the service's catalog-info.yaml names it), holding exactly what the report says of it."""
+    _, output = fleet_report
+    document = json.loads((output / "fleet-facts.json").read_text())
+    lines = report_lines(output)
+    readable = [line for line in lines.values() if line["error"] is None]
+    assert sorted(document["entities"]) == sorted(line["entity"] for line in readable)
+    assert len(document["entities"]) == len(readable) >= 20
+    for reference, entry in document["entities"].items():
+        line = lines[entry["service"]]
+        assert line["entity"] == reference
+        pull_requests = line["pull_requests"]
+        assert entry["facts"] == {
+            "templateVersion": line["version"],
+            "templateLatest": line["latest"],
+            "templateReleasesBehind": line["behind"],
+            "coreLocked": line["core"]["locked"],
+            "coreNewest": line["core"]["newest"],
+            "coreBehind": line["core"]["behind"],
+            "openUpdatePullRequests": None if pull_requests is None else len(pull_requests),
+            "oldestUpdatePullRequestDays": None
+            if pull_requests is None
+            else max((pr["age_days"] for pr in pull_requests), default=0),
+            "leftovers": line["leftovers"],
+            "lastCoreBump": line["core"]["last_bump"],
+        }, reference
+        assert set(entry["facts"]) == set(document["retriever"]["schema"])
+    s05 = document["entities"]["component:default/s05"]["facts"]
+    assert (s05["openUpdatePullRequests"], s05["oldestUpdatePullRequestDays"]) == (1, 12)
+    # The newest merged core-bump pull request (MERGED_PULL_REQUESTS), for each service.
+    bumps = {line["service"]: line["core"]["last_bump"] for line in readable}
+    generated = datetime.fromisoformat(json.loads((output / "fleet.json").read_text())["generated"])
+    assert (generated - datetime.fromisoformat(bumps.pop("acme/s07"))).days == 4
+    assert set(bumps.values()) == {None}
+    # The reference is the one Backstage reads from the service's catalog-info.yaml; a workspace
+    # member without one gets the template's own.
+    for path in ("catalog-info.yaml", "openapi.json"):
+        (tmp_path / path).write_text(git("show", f"main:{path}", cwd=fleet.remotes["acme/s07"]))
+    component = read_entities(tmp_path / "catalog-info.yaml")[0]
+    assert entity_ref(component) == lines["acme/s07"]["entity"] == "component:default/s07"
+    assert lines["acme/w01/projects/api"]["entity"] == "component:default/api"
+
+
+def test_a_service_listed_twice_is_one_entity_of_the_facts(fleet: Fleet, tmp_path: Path) -> None:
+    fleet_file = tmp_path / "fleet.yml"
+    fleet_file.write_text(f"services:\n  - {fleet.remotes['acme/s08']}\n  - acme/s08\n")
+    done = run_fleet(fleet, "report", "--fleet", str(fleet_file), "--output", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "fleet-facts.json").read_text())
+    assert list(document["entities"]) == ["component:default/s08"]
+    assert document["entities"]["component:default/s08"]["service"] == "s08"
+    assert "acme/s08: component:default/s08 is another's too: not in the facts" in done.stdout
 
 
 def test_the_terminal_and_markdown_give_every_line(

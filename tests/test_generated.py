@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backstage_catalog import read_entities
 from tests.services import (
     GeneratedService,
     ServiceCache,
@@ -110,3 +111,17 @@ def test_service_serves_json_api(service: GeneratedService, served: str) -> None
     assert (status, content_type) == (200, "application/vnd.api+json")
     assert body["data"] == []
     assert body["meta"]["total"] == 0  # type: ignore[index]
+
+
+def test_the_api_entity_s_definition_is_the_served_openapi_document(
+    service: GeneratedService, served: str
+) -> None:
+    """catalog-info.yaml's API entity reads openapi.json: the document the service serves."""
+    (api,) = [
+        entity
+        for entity in read_entities(service.path / "catalog-info.yaml")
+        if entity["kind"] == "API"
+    ]
+    status, _, document = get_json(f"{served}/openapi.json")
+    assert status == 200
+    assert json.loads(api["spec"]["definition"]) == document

@@ -334,14 +334,17 @@ def test_the_image_healthcheck_fails_when_nothing_serves(image: Image) -> None:
     assert result.returncode != 0
 
 
-def test_the_runtime_stage_copies_the_migrations_with_the_database_option(image: Image) -> None:
-    """alembic.ini and migrations/ are in the build context and land in /app, alone."""
+def test_the_runtime_stage_copies_the_openapi_document_and_the_migrations(image: Image) -> None:
+    """openapi.json, and alembic.ini and migrations/ with the database option, are in the build
+    context and land in /app, alone."""
     landed = sorted(path.name for path in image.runtime_root.iterdir())
+    committed = (image.service.path / "openapi.json").read_text()
+    assert (image.runtime_root / "openapi.json").read_text() == committed
     if image.service.answers.get("database") == "postgres":
-        assert landed == ["alembic.ini", "migrations"]
+        assert landed == ["alembic.ini", "migrations", "openapi.json"]
         assert (image.runtime_root / "alembic.ini").is_file()
     else:
-        assert landed == []
+        assert landed == ["openapi.json"]
 
 
 def test_the_image_uses_the_uv_release_these_tests_use(service: GeneratedService) -> None:

@@ -59,7 +59,7 @@ def test_data_files_parse(rendered: GeneratedService) -> None:
     parsers: dict[str, Callable[[str], object]] = {
         ".toml": tomllib.loads,
         ".yml": yaml.safe_load,
-        ".yaml": yaml.safe_load,
+        ".yaml": lambda text: list(yaml.safe_load_all(text)),
         ".json": json.loads,
     }
     parsed = 0
@@ -125,14 +125,21 @@ PLATFORM_SETTINGS = frozenset(
         "codeartifact_domain",
         "codeartifact_repository",
         "core_index_url",
+        "backstage_system",
+        "github_organization",
     }
 )
 
 
+<<<<<<< HEAD
 SET_BY_THE_WORKSPACE = frozenset({"workspace_member"})
 """Recorded but never asked: the workspace's `make service` sets it."""
 COPY_CHECKS = frozenset({"unknown_data", "template_path", "destination"})
 """Never asked, never recorded: each refuses the copy when its `when`, its refusal, is not empty."""
+=======
+SET_BY_THE_WORKSPACE = frozenset({"workspace_member", "github_repository"})
+"""Recorded but never asked: the workspace's `make service` sets them."""
+>>>>>>> i33
 
 
 def test_the_platform_settings_are_recorded_but_never_asked() -> None:

@@ -384,10 +384,15 @@ def test_a_pull_request_is_checked_and_built_but_not_deployed(
     assert [call.line for call in pipeline.calls(r"^make ")] == [
         "make install",
         "make check",
+        "make openapi",
         "make core-latest",
     ]
     assert len(pipeline.calls(r"^docker buildx build")) == 1
-    assert not pipeline.calls(r"^docker (save|push)|^uses:actions/upload-artifact|^curl .*slack")
+    # The run's only artifact is the OpenAPI document, exported once the checks passed.
+    (upload,) = pipeline.calls(r"^uses:actions/upload-artifact")
+    assert {"name=openapi", "path=openapi.json", "if-no-files-found=error"} <= set(upload.args)
+    assert pipeline.index(r"^make check") < pipeline.index(r"^make openapi")
+    assert not pipeline.calls(r"^docker (save|push)|^curl .*slack")
 
 
 def test_the_checks_install_from_the_lock_with_a_codeartifact_token_and_run_make_check(
@@ -485,7 +490,11 @@ def test_main_pushes_the_tested_image_and_deploys_its_digest_to_staging_then_pro
     # The tested image is saved, handed to the deploy as an artifact, loaded and pushed as it is.
     (save,) = pipeline.calls(r"^docker save")
     assert save.args[-1] == tested
-    (upload,) = pipeline.calls(r"^uses:actions/upload-artifact")
+    (upload,) = [
+        call
+        for call in pipeline.calls(r"^uses:actions/upload-artifact")
+        if "name=image" in call.args
+    ]
     (download,) = pipeline.calls(r"^uses:actions/download-artifact")
     assert f"path={save.args[save.args.index('--output') + 1]}" in upload.args
     assert upload.args[upload.args.index("name=image")] in download.args
@@ -712,13 +721,14 @@ def test_dockerfile_runtime_is_non_root_with_health_check_port_and_command(
     copies = by_keyword["COPY"]
     assert copies[0] == "--from=build --chown=root:root /app/.venv /app/.venv"
     assert not any("src" in line for line in copies)
+    assert copies[1] == "--chown=root:root openapi.json ./"
     if postgres(service):
-        assert copies[1:] == [
+        assert copies[2:] == [
             "--chown=root:root alembic.ini ./",
             "--chown=root:root migrations/ migrations/",
         ]
     else:
-        assert copies[1:] == []
+        assert copies[2:] == []
 
 
 def test_dockerignore_keeps_local_state_out_and_what_the_build_copies_in(

@@ -497,7 +497,7 @@ def test_every_generated_path_has_an_owner(
     readme = (service.path / "README.md").read_text()
     assert (
         "`ruff.toml`, `local.mk`, `src/orders/api.py`, `src/orders/catalog.py`, "
-        "`migrations/versions/`." in readme
+        "`migrations/versions/`, `openapi.json`." in readme
     )
     assert "`pyproject.toml`, `src/orders/`, `tests/`." in readme
 

@@ -3,15 +3,16 @@
 The team copies `widgets/` to `parcels/` (a name as long as "widgets", so the copy stays formatted),
 gives parcels an attribute of their own in `schemas.py` (with the database, a column in the table
 too), includes its router in `api.py`, grants its feature to two tiers in `catalog.py` as its
-docstring shows, writes its own test (and, with the database, its migration), commits, and updates
-to the newest template release (tests/update_support.py). Every path the team changed is either
-new or team-owned (copier.yml's `team_owned_paths`); the service passes its own checks before and
-after the update.
+docstring shows, writes its own test (and, with the database, its migration), exports its OpenAPI
+document (`make openapi`), commits, and updates to the newest template release
+(tests/update_support.py). Every path the team changed is either new or team-owned (copier.yml's
+`team_owned_paths`); the service passes its own checks before and after the update.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import textwrap
 from dataclasses import dataclass
@@ -154,6 +155,9 @@ def added(
     versions = build_versions(root / "template")
     work = TeamWork(generate(versions, root / "orders", {**base_answers, **VARIANTS[variant]}))
     add_parcels(work)
+    service = GeneratedService(work.service)
+    service.run("uv", "sync", "--locked", "--quiet")
+    service.run("make", "openapi")
     return Added(work, [line for line in status(work.service) if not line.startswith("??")])
 
 
@@ -178,9 +182,9 @@ def test_the_added_resource_serves_and_survives_an_update(
 ) -> None:
     service = GeneratedService(added.work.service)
     env = checks_env(variant, request)
-    service.run("uv", "sync", "--locked", "--quiet")
     tests = service.assert_checks_pass(env=env)
     assert all(passed in tests for passed in TEAM_TESTS_PASSED), tests
+    assert "/v1/parcels" in json.loads((service.path / "openapi.json").read_text())["paths"]
     added.work.commit("Parcels")
     team_files = {path: (service.path / path).read_text() for path in TEAM_OWNED_EDITS}
 

@@ -21,6 +21,7 @@ from harness.generate import copy
 from harness.postgres import free_port
 from harness.serve import serving
 from harness.workspace import Workspace, generate_workspace
+from tests.backstage_catalog import entity_ref, location_targets, read_entities
 from tests.services import assert_pytest_green, service_files
 from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
 from tests.test_render import GITHUB_EXPRESSION
@@ -117,6 +118,51 @@ def test_a_service_takes_the_workspace_answers_and_is_a_member(workspace: Worksp
         assert billing[inherited] == root[inherited], inherited
     assert billing["_commit"] == root["_commit"]
     assert workspace.answers("projects/ledger")["database"] == "postgres"
+
+
+def test_the_root_s_location_finds_every_member_s_entities_in_the_workspace_s_repository(
+    workspace: Workspace,
+) -> None:
+    """Backstage follows the root's Location to each service's and library's catalog-info.yaml
+    (all valid as it reads them): each names the workspace's repository and its own folder."""
+    root = workspace.path / "catalog-info.yaml"
+    (location,) = read_entities(root)
+    assert entity_ref(location) == "location:default/acme-services"
+    targets = location_targets(root)
+    assert [str(path.relative_to(workspace.path)) for path in targets] == [
+        "lib/money/catalog-info.yaml",
+        "projects/billing/catalog-info.yaml",
+        "projects/ledger/catalog-info.yaml",
+    ]
+    entities = {entity_ref(e): e for target in targets for e in read_entities(target)}
+    assert sorted(entities) == [
+        "api:default/billing",
+        "api:default/ledger",
+        "component:default/billing",
+        "component:default/ledger",
+        "component:default/money",
+        "resource:default/ledger-database",
+    ]
+    for entity in entities.values():
+        assert (entity["spec"]["owner"], entity["spec"]["system"]) == (
+            "group:platform",
+            "product-services",
+        )
+    repository = "https://github.com/smplkit/acme-services/tree/main"
+    billing, money = entities["component:default/billing"], entities["component:default/money"]
+    for component, folder in [(billing, "projects/billing"), (money, "lib/money")]:
+        annotations = component["metadata"]["annotations"]
+        assert annotations["github.com/project-slug"] == "smplkit/acme-services"
+        assert annotations["backstage.io/source-location"] == f"url:{repository}/{folder}/"
+    assert (billing["spec"]["type"], money["spec"]["type"]) == ("service", "library")
+    # make lib writes the library's entity without the template: it keeps the member's shape.
+    assert set(money["metadata"]["annotations"]) < set(billing["metadata"]["annotations"])
+    assert set(money["spec"]) < set(billing["spec"])
+    definition = entities["api:default/billing"]["spec"]["definition"]
+    assert definition == (workspace.path / "projects/billing/openapi.json").read_text()
+    # A member's `make openapi` (as CI runs it) writes the document its seed already holds.
+    workspace.make("-C", "projects/billing", "openapi")
+    assert git("status", "--porcelain", cwd=workspace.path) == ""
 
 
 def test_one_lock_at_the_root_and_nothing_the_root_holds_below_it(workspace: Workspace) -> None:
@@ -304,7 +350,7 @@ def test_the_image_of_a_service_holds_only_its_closure(
     )
     assert str(venv) in app.stdout
     migrations = {"alembic.ini", "migrations"} if package == "ledger" else set()
-    assert {path.name for path in release.iterdir()} == migrations
+    assert {path.name for path in release.iterdir()} == migrations | {"openapi.json"}
 
 
 @pytest.mark.xdist_group("workspace-core")

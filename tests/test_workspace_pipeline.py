@@ -217,7 +217,9 @@ class PipelineRun:
         return sorted(entry["member"] for entry, _ in self.jobs[job].legs)
 
     def checked(self) -> list[str]:
-        return sorted(line.removeprefix("make check PACKAGE=") for line in self.lines("^make "))
+        return sorted(
+            line.removeprefix("make check PACKAGE=") for line in self.lines("^make check ")
+        )
 
     def pushed(self) -> list[str]:
         return sorted(line.removeprefix("docker push ") for line in self.lines("^docker push "))
@@ -327,7 +329,10 @@ def test_a_pull_request_checks_and_builds_but_deploys_nothing(
     assert pipeline.legs("images") == ["service-05"]
     assert pipeline.jobs["deploy-staging"].result == "skipped"
     assert pipeline.jobs["deploy-production"].result == "skipped"
-    assert not pipeline.lines(r"^docker (save|push)|^uses:actions/upload-artifact|^aws ecs")
+    assert not pipeline.lines(r"^docker (save|push)|^aws ecs")
+    # The only artifact is the checked service's OpenAPI document.
+    (upload,) = pipeline.lines(r"^uses:actions/upload-artifact")
+    assert "name=openapi-service-05" in upload.split()
 
 
 def test_a_lock_change_deploys_only_the_service_installing_the_package(

@@ -42,6 +42,9 @@ INHERITED_ANSWERS = (
     "core_index_url",
     "codeartifact_domain",
     "codeartifact_repository",
+    "backstage_system",
+    "github_organization",
+    "github_repository",
 )
 """The root's answers a new service takes as its own: a team answers only what is new."""
 MEMBER_ENVIRONMENTS = ROOT / ".venvs"
@@ -111,6 +114,26 @@ MODULES = sorted(
 def test_module_imports(module_name: str) -> None:
     importlib.import_module(module_name)
 '''
+
+LIBRARY_CATALOG_INFO = """\
+# The {name} library in the developer portal: Backstage's software catalog finds this file through
+# the workspace's catalog-info.yaml (README: The developer portal).
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+  description: The {name} library of the {workspace} workspace.
+  annotations:
+    github.com/project-slug: {repository}
+    backstage.io/source-location: url:https://github.com/{repository}/tree/main/lib/{name}/
+  tags:
+    - python
+spec:
+  type: library
+  lifecycle: production
+  owner: group:{owner}
+  system: {system}
+"""
 
 
 class WorkspaceError(RuntimeError):
@@ -228,6 +251,13 @@ def add_library(name: str) -> None:
         f"src/{module}/__init__.py": LIBRARY_INIT.format(name=name),
         f"src/{module}/py.typed": "",
         "tests/test_imports.py": LIBRARY_IMPORT_TEST.format(module=module),
+        "catalog-info.yaml": LIBRARY_CATALOG_INFO.format(
+            name=name,
+            workspace=answers["service_name"],
+            repository=answers["github_repository"],
+            owner=answers["owner_team"],
+            system=answers["backstage_system"],
+        ),
     }
     for path, text in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
