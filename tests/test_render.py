@@ -131,15 +131,10 @@ PLATFORM_SETTINGS = frozenset(
 )
 
 
-<<<<<<< HEAD
-SET_BY_THE_WORKSPACE = frozenset({"workspace_member"})
-"""Recorded but never asked: the workspace's `make service` sets it."""
-COPY_CHECKS = frozenset({"unknown_data", "template_path", "destination"})
-"""Never asked, never recorded: each refuses the copy when its `when`, its refusal, is not empty."""
-=======
 SET_BY_THE_WORKSPACE = frozenset({"workspace_member", "github_repository"})
 """Recorded but never asked: the workspace's `make service` sets them."""
->>>>>>> i33
+COPY_CHECKS = frozenset({"unknown_data", "template_path", "destination"})
+"""Never asked, never recorded: each refuses the copy when its `when`, its refusal, is not empty."""
 
 
 def test_the_platform_settings_are_recorded_but_never_asked() -> None:
