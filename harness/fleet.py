@@ -59,7 +59,7 @@ class Expected:
     version: str | None = None
     behind: int | None = None
     layout: str = "service"
-    database: str = "none"
+    database: str | None = "none"
     python: str = PYTHON
     core_locked: str | None = None
     core_newest: str | None = None
@@ -275,7 +275,7 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
         expected[name].pull_requests = None
         remotes[name] = remotes.pop(report_name)
 
-    # A workspace: root answers say so; projects/*/ hold its services' answers.
+    # A workspace: root answers say so (its own line); projects/*/ hold its services' answers.
     workspace = clone(generated[LATEST], work / "w01")
     service_answers = (workspace / ".copier-answers.yml").read_text()
     rewrite(workspace / ".copier-answers.yml", "layout: service", "layout: workspace")
@@ -295,6 +295,15 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
             core_newest=core,
             pull_requests=[],
         )
+    expected["acme/w01"] = Expected(
+        version=LATEST,
+        behind=0,
+        layout="workspace",
+        database=None,
+        core_locked=core,
+        core_newest=core,
+        pull_requests=[],
+    )
     commit_all(workspace, "A workspace of two services")
     remotes["acme/w01"] = publish(workspace, remotes_folder / "w01.git")
     entries.append("acme/w01")
