@@ -15,6 +15,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -137,13 +138,14 @@ class BumpScenario:
     fakes: FakeCommands
 
 
-@pytest.fixture(scope="module")
-def bump(fleet: Fleet) -> BumpScenario:
-    origin = fleet.work / "origin.git"
-    git("clone", "--quiet", "--bare", str(fleet.service.path), str(origin), cwd=fleet.work)
-    project = fleet.work / "project"
-    git("clone", "--quiet", str(origin), str(project), cwd=fleet.work)
-    fakes = FakeCommands(fleet.work / "fakes", ("gh", "aws"))
+def bump_scenario(repository: Path, work: Path) -> BumpScenario:
+    """The repository as GitHub holds it, the workflow's checkout of it, and fake `gh` and `aws`
+    for core-bump.yml: the branch of each core version it may propose exists once pushed."""
+    origin = work / "origin.git"
+    git("clone", "--quiet", "--bare", str(repository), str(origin), cwd=work)
+    project = work / "project"
+    git("clone", "--quiet", str(origin), str(project), cwd=work)
+    fakes = FakeCommands(work / "fakes", ("gh", "aws"))
     fakes.answer(r"^aws codeartifact get-authorization-token", TOKEN)
     fakes.answer(r"^gh api ", exit_code=1)  # no such branch
     # A branch exists once the workflow pushed it and opened its pull request.
@@ -153,8 +155,14 @@ def bump(fleet: Fleet) -> BumpScenario:
     return BumpScenario(origin, project, fakes)
 
 
-def run_bump_workflow(scenario: BumpScenario) -> JobResult:
-    """core-bump.yml on a fresh checkout of main, as on GitHub."""
+@pytest.fixture(scope="module")
+def bump(fleet: Fleet) -> BumpScenario:
+    return bump_scenario(fleet.service.path, fleet.work)
+
+
+def run_bump_workflow(scenario: BumpScenario, event: dict[str, Any] | None = None) -> JobResult:
+    """core-bump.yml on a fresh checkout of main, as on GitHub, for a `core-released` dispatch
+    (`event`, by default one without a payload)."""
     git("checkout", "--quiet", "--force", "-B", "main", "origin/main", cwd=scenario.project)
     runner = WorkflowRunner(
         scenario.project,
@@ -167,7 +175,7 @@ def run_bump_workflow(scenario: BumpScenario) -> JobResult:
             "repository": "example/service",
             "run_id": "4242",
             "token": "ghs_the_workflow_token",
-            "event": {"repository": {"default_branch": "main"}, "action": "core-released"},
+            "event": event or {"repository": {"default_branch": "main"}, "action": "core-released"},
         },
         secrets={"CORE_BUMP_TOKEN": "ghs_the_bump_token"},
     )
@@ -250,9 +258,12 @@ def test_the_template_never_installs_the_core_with_uv_run_with(template_repo: Pa
 
 @pytest.fixture
 def template_checkout(tmp_path: Path) -> Path:
+    return release_checkout(tmp_path / "template")
+
+
+def release_checkout(checkout: Path) -> Path:
     """The release's view of the template repository: its scripts and the core 1.1.0, tagged
     v1.0.0."""
-    checkout = tmp_path / "template"
     (checkout / ".github" / "scripts").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / ".github" / "scripts" / "release.py", checkout / ".github" / "scripts")
     git("init", "--quiet", "--initial-branch=main", cwd=checkout)
@@ -318,24 +329,22 @@ def test_the_core_api_check_accepts_a_compatible_minor_or_a_major_release(
     assert verdict in output
 
 
-def test_the_release_tells_every_service_in_the_fleet_about_the_core(
-    template_checkout: Path, tmp_path: Path
-) -> None:
+def notify_services(checkout: Path, repositories: list[str], fakes_root: Path) -> list[list[str]]:
+    """The release workflow's job that tells the fleet (alone: the jobs before it publish), run
+    with `repositories` in fleet.yml; the `gh api` calls it made."""
     require_tool("yq", "install yq (Debian: apt-get install yq); GitHub's runners have it")
-    (template_checkout / "fleet.yml").write_text(
-        "# The services.\nservices:\n  - example/orders\n  - example/billing-events\n"
-    )
-    # The release workflow's job that tells the services, alone: the jobs before it publish.
+    listed = "".join(f"  - {repository}\n" for repository in repositories)
+    (checkout / "fleet.yml").write_text(f"# The services.\nservices:\n{listed}")
     release = load_workflow(REPO_ROOT / ".github" / "workflows" / "release.yml")
     job = {
         key: value for key, value in release["jobs"]["notify-services"].items() if key != "needs"
     }
-    workflows = template_checkout / ".github" / "workflows"
+    workflows = checkout / ".github" / "workflows"
     workflows.mkdir()
     (workflows / "release.yml").write_text(yaml.safe_dump({"jobs": {"notify-services": job}}))
-    fakes = FakeCommands(tmp_path / "fakes", ("gh",))
+    fakes = FakeCommands(fakes_root, ("gh",))
     runner = WorkflowRunner(
-        template_checkout,
+        checkout,
         fakes,
         EMULATED_ACTIONS,
         github={
@@ -348,13 +357,20 @@ def test_the_release_tells_every_service_in_the_fleet_about_the_core(
     )
     result = runner.run("release.yml")["notify-services"]
     assert result.result == "success", result.log
-    dispatches = [call.args for call in fakes.calls(r"^gh api ")]
+    return [call.args for call in fakes.calls(r"^gh api ")]
+
+
+def test_the_release_tells_every_service_in_the_fleet_about_the_core(
+    template_checkout: Path, tmp_path: Path
+) -> None:
+    services = ["example/orders", "example/billing-events"]
+    dispatches = notify_services(template_checkout, services, tmp_path / "fakes")
     assert dispatches == [
         [
             "api", "--method", "POST", f"repos/{service}/dispatches", "--silent",
             "-f", "event_type=core-released", "-f", "client_payload[version]=1.1.0",
         ]
-        for service in ("example/orders", "example/billing-events")
+        for service in services
     ]  # fmt: skip
 
 
