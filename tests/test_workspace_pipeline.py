@@ -135,8 +135,8 @@ def test_actions_are_pinned_as_in_a_services_workflows(workspace: Path) -> None:
 
 def test_permissions_triggers_scripts_checkouts_and_timeouts(workspace: Path) -> None:
     """Empty permissions by default, OIDC only where a role is assumed, reading the code at most
-    (and writes for the update pull requests, as a service's); no dangerous trigger; values reach scripts through env only; checkouts keep no credentials;
-    every job has a timeout."""
+    (and writes for the update pull requests, as a service's); no dangerous trigger; values reach
+    scripts through env only; checkouts keep no credentials; every job has a timeout."""
     for path in [p for p in github_files(workspace) if p.parent.name == "workflows"]:
         document = load_workflow(path)
         assert not {"pull_request_target", "workflow_run", "issue_comment"} & set(document["on"])
