@@ -279,14 +279,9 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
     workspace = clone(generated[LATEST], work / "w01")
     service_answers = (workspace / ".copier-answers.yml").read_text()
     rewrite(workspace / ".copier-answers.yml", "layout: service", "layout: workspace")
-    for project, database in [("api", "none"), ("jobs", "postgres")]:
-        folder = workspace / "projects" / project
-        folder.mkdir(parents=True)
-        member = service_answers.replace("workspace_member: false", "workspace_member: true")
-        if database == "postgres":
-            member = member.replace("database: none", "database: postgres")
-        (folder / ".copier-answers.yml").write_text(member)
-        expected[f"acme/w01/projects/{project}"] = Expected(
+
+    def workspace_line(database: str | None) -> Expected:
+        return Expected(
             version=LATEST,
             behind=0,
             layout="workspace",
@@ -295,15 +290,16 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
             core_newest=core,
             pull_requests=[],
         )
-    expected["acme/w01"] = Expected(
-        version=LATEST,
-        behind=0,
-        layout="workspace",
-        database=None,
-        core_locked=core,
-        core_newest=core,
-        pull_requests=[],
-    )
+
+    expected["acme/w01"] = workspace_line(None)  # the root: its services own the databases
+    for project, database in [("api", "none"), ("jobs", "postgres")]:
+        folder = workspace / "projects" / project
+        folder.mkdir(parents=True)
+        member = service_answers.replace("workspace_member: false", "workspace_member: true")
+        if database == "postgres":
+            member = member.replace("database: none", "database: postgres")
+        (folder / ".copier-answers.yml").write_text(member)
+        expected[f"acme/w01/projects/{project}"] = workspace_line(database)
     commit_all(workspace, "A workspace of two services")
     remotes["acme/w01"] = publish(workspace, remotes_folder / "w01.git")
     entries.append("acme/w01")

@@ -75,30 +75,41 @@ def locked_core(service: GeneratedService) -> str:
     return entry.split('"', 1)[0]
 
 
-def make(service: GeneratedService, *args: str) -> tuple[int, str]:
-    """`make` in the service, with CI's UV_LOCKED=1 (uv.lock used as it is, never updated)."""
-    result = service.run(
-        "make", "--no-print-directory", *args, env={"UV_LOCKED": "1"}, check=False, timeout=900
+def make(folder: Path, *args: str) -> tuple[int, str]:
+    """`make` in a service's (or a workspace's) folder, with CI's UV_LOCKED=1 (uv.lock used as it
+    is, never updated)."""
+    result = run(
+        ["make", "--no-print-directory", *args],
+        cwd=folder,
+        env={"UV_LOCKED": "1"},
+        check=False,
+        timeout=900,
     )
     return result.returncode, result.stdout + result.stderr
+
+
+def core_latest(folder: Path) -> tuple[int, str]:
+    """`make core-latest`, which leaves uv.lock byte for byte as it was."""
+    lock_before = (folder / "uv.lock").read_bytes()
+    result = make(folder, "core-latest")
+    assert (folder / "uv.lock").read_bytes() == lock_before
+    return result
 
 
 def test_core_latest_checks_the_newest_final_release_in_range_and_keeps_the_lock(
     fleet: Fleet,
 ) -> None:
-    lock_before = (fleet.service.path / "uv.lock").read_bytes()
-    code, output = make(fleet.service, "core-latest")
+    code, output = core_latest(fleet.service.path)
     assert code == 0, output
     assert f"Checking {CORE} 1.2.0 (uv.lock holds 1.1.0)" in output
     assert f"passes its checks on {CORE} 1.2.0" in output
     assert " passed" in output
     assert "1.3.0rc1" not in output
     assert "2.0.0" not in output
-    assert (fleet.service.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_core_bump_moves_the_lock_to_the_newest_final_release_in_range(fleet: Fleet) -> None:
-    code, output = make(fleet.service, "core-bump")
+    code, output = make(fleet.service.path, "core-bump")
     assert code == 0, output
     assert locked_core(fleet.service) == "1.2.0"
     assert " passed" in output
@@ -108,7 +119,7 @@ def test_core_bump_moves_the_lock_to_the_newest_final_release_in_range(fleet: Fl
 def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_final(
     fleet: Fleet,
 ) -> None:
-    code, output = make(fleet.service, "core-rc", "VERSION=1.3.0rc1")
+    code, output = make(fleet.service.path, "core-rc", "VERSION=1.3.0rc1")
     assert code == 0, output
     assert locked_core(fleet.service) == "1.3.0rc1"
     assert " passed" in output
@@ -116,13 +127,13 @@ def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_
     core_entry = f'name = "{CORE}"\nversion = "1.3.0rc1"\nsource = {{ registry = "{fleet.index}" }}'
     assert core_entry in lock  # from the private index, as the explicit-index pin says
 
-    code, output = make(fleet.service, "check")
+    code, output = make(fleet.service.path, "check")
     assert code != 0
     assert f"uv.lock holds {CORE} 1.3.0rc1, a pre-release" in output
     assert " passed" not in output  # refused before anything else runs
 
     git("checkout", "uv.lock", cwd=fleet.service.path)
-    code, output = make(fleet.service, "core-release-guard")
+    code, output = make(fleet.service.path, "core-release-guard")
     assert code == 0, output
 
 
@@ -190,24 +201,48 @@ def test_the_bump_workflow_runs_daily_on_demand_and_when_a_core_is_released(flee
     assert document["on"]["repository_dispatch"] == {"types": ["core-released"]}
 
 
+def one_self_merging_pull_request(
+    scenario: BumpScenario, version: str, event: dict[str, Any] | None = None
+) -> JobResult:
+    """core-bump.yml run twice for the same core `version`, on which the checks pass: one branch
+    changing uv.lock only, one pull request set to merge itself; the first run's job."""
+    job = run_bump_workflow(scenario, event)
+    branch = f"core-bump/{version}"
+    pushed = git("show", f"{branch}:uv.lock", cwd=scenario.origin)
+    assert f'name = "{CORE}"\nversion = "{version}"' in pushed
+    assert git("diff", "--name-only", "main", branch, cwd=scenario.origin).split() == ["uv.lock"]
+    (pull_request,) = scenario.fakes.calls(r"^gh pr create")
+    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
+    assert "--label" not in pull_request.args
+    (merge,) = scenario.fakes.calls(r"^gh pr merge")
+    assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
+
+    run_bump_workflow(scenario, event)
+    assert len(scenario.fakes.calls(r"^gh pr create")) == 1
+    assert len(scenario.fakes.calls(r"^gh pr merge")) == 1
+    return job
+
+
+def failing_pull_request(scenario: BumpScenario, version: str) -> str:
+    """core-bump.yml for a core `version` on which the checks fail: its branch pushed, its pull
+    request labelled `core-bump-failed` and never merged; the pull request's body."""
+    run_bump_workflow(scenario)
+    branch = f"core-bump/{version}"
+    assert f'version = "{version}"' in git("show", f"{branch}:uv.lock", cwd=scenario.origin)
+    assert scenario.fakes.calls(r"^gh label create core-bump-failed ")
+    pull_request = scenario.fakes.calls(r"^gh pr create")[-1]
+    assert pull_request.args[4:8] == ["--head", branch, "--label", "core-bump-failed"]
+    assert not scenario.fakes.calls(rf"^gh pr merge {re.escape(branch)} ")
+    body = pull_request.args[-1]
+    assert f"The checks fail on {CORE} {version}" in body
+    return body
+
+
 def test_the_bump_workflow_opens_one_self_merging_pull_request_per_version(
     bump: BumpScenario,
 ) -> None:
-    job = run_bump_workflow(bump)
-    branch = "core-bump/1.2.0"
-    pushed = git("show", f"{branch}:uv.lock", cwd=bump.origin)
-    assert f'name = "{CORE}"\nversion = "1.2.0"' in pushed
-    assert git("diff", "--name-only", "main", branch, cwd=bump.origin).split() == ["uv.lock"]
-    (pull_request,) = bump.fakes.calls(r"^gh pr create")
-    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
-    assert "--label" not in pull_request.args
-    (merge,) = bump.fakes.calls(r"^gh pr merge")
-    assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
+    job = one_self_merging_pull_request(bump, "1.2.0")
     assert " passed" in job.log
-
-    run_bump_workflow(bump)
-    assert len(bump.fakes.calls(r"^gh pr create")) == 1
-    assert len(bump.fakes.calls(r"^gh pr merge")) == 1
 
 
 @pytest.fixture(scope="module")
@@ -221,25 +256,16 @@ def breaking_release(fleet: Fleet) -> str:
 def test_a_breaking_release_fails_core_latest_naming_it_and_the_locked_version(
     fleet: Fleet, breaking_release: str
 ) -> None:
-    lock_before = (fleet.service.path / "uv.lock").read_bytes()
-    code, output = make(fleet.service, "core-latest")
+    code, output = core_latest(fleet.service.path)
     assert code != 0
     assert f"{CORE} {breaking_release} breaks the service (uv.lock holds 1.1.0)" in output
     assert "install_core" in output
-    assert (fleet.service.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_the_bump_workflow_labels_a_pull_request_whose_checks_fail(
     breaking_release: str, bump: BumpScenario
 ) -> None:
-    run_bump_workflow(bump)
-    branch = f"core-bump/{breaking_release}"
-    assert f'version = "{breaking_release}"' in git("show", f"{branch}:uv.lock", cwd=bump.origin)
-    assert bump.fakes.calls(r"^gh label create core-bump-failed ")
-    pull_request = bump.fakes.calls(r"^gh pr create")[-1]
-    assert pull_request.args[4:8] == ["--head", branch, "--label", "core-bump-failed"]
-    assert f"The checks fail on {CORE} {breaking_release}" in pull_request.args[-1]
-    assert not bump.fakes.calls(rf"^gh pr merge {re.escape(branch)} ")
+    failing_pull_request(bump, breaking_release)
 
 
 def test_the_template_never_installs_the_core_with_uv_run_with(template_repo: Path) -> None:

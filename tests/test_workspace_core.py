@@ -27,10 +27,13 @@ from tests.test_core_updates import (
     NEWER_RELEASES,
     BumpScenario,
     bump_scenario,
+    core_latest,
+    failing_pull_request,
+    make,
     notify_services,
+    one_self_merging_pull_request,
     release_checkout,
     release_core,
-    run_bump_workflow,
 )
 from tests.tools import load_workflow
 
@@ -61,30 +64,16 @@ def setting(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Se
     return Setting(index, work, workspace)
 
 
-def make(workspace: Workspace, *args: str, folder: str = ".") -> tuple[int, str]:
-    """`make` in a folder of the workspace, with CI's UV_LOCKED=1 (uv.lock used as it is)."""
-    result = run(
-        ["make", "--no-print-directory", *args, "COPIER=copier"],
-        cwd=workspace.path / folder,
-        env={"UV_LOCKED": "1"},
-        check=False,
-        timeout=900,
-    )
-    return result.returncode, result.stdout + result.stderr
-
-
 def test_core_latest_checks_every_member_on_the_newest_release_and_keeps_the_lock(
     setting: Setting,
 ) -> None:
-    lock_before = (setting.workspace.path / "uv.lock").read_bytes()
-    code, output = make(setting.workspace, "core-latest")
+    code, output = core_latest(setting.workspace.path)
     assert code == 0, output
     assert f"Checking {CORE} 1.2.0 (uv.lock holds 1.1.0) in a copy of the workspace." in output
     assert f"The workspace passes its checks on {CORE} 1.2.0" in output
     for member in ("billing", "money"):
         assert f".venvs/{member}/bin/pytest" in output, member
     assert "1.3.0rc1" not in output
-    assert (setting.workspace.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_make_check_refuses_a_locked_release_candidate(setting: Setting) -> None:
@@ -95,13 +84,13 @@ def test_make_check_refuses_a_locked_release_candidate(setting: Setting) -> None
     run(["uv", "lock", "--quiet", "--upgrade-package", f"{CORE}==1.3.0rc1"], cwd=path)
     assert locked_core(path) == "1.3.0rc1"
     for folder in (".", "projects/billing"):
-        code, output = make(setting.workspace, "check", folder=folder)
+        code, output = make(path / folder, "check")
         assert code != 0, folder
         assert f"uv.lock holds {CORE} 1.3.0rc1, a pre-release: it must not ship" in output, folder
         assert "ruff" not in output, folder
     git("checkout", "uv.lock", cwd=path)
-    assert make(setting.workspace, "core-release-guard") == (0, "")
-    assert make(setting.workspace, "core-rc")[1].startswith("Name the release candidate")
+    assert make(path, "core-release-guard") == (0, "")
+    assert make(path, "core-rc")[1].startswith("Name the release candidate")
 
 
 # core-bump.yml of the workspace, answering the core release's dispatch.
@@ -135,23 +124,8 @@ def test_the_release_s_dispatch_opens_one_self_merging_pull_request_moving_the_r
         "client_payload": {"version": fields["client_payload[version]"]},
         "repository": {"default_branch": "main"},
     }
-    job = run_bump_workflow(bump, event)
-
-    branch = "core-bump/1.2.0"
-    assert f'name = "{CORE}"\nversion = "1.2.0"' in git(
-        "show", f"{branch}:uv.lock", cwd=bump.origin
-    )
-    assert git("diff", "--name-only", "main", branch, cwd=bump.origin).split() == ["uv.lock"]
-    (pull_request,) = bump.fakes.calls(r"^gh pr create")
-    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
-    assert "--label" not in pull_request.args
-    (merge,) = bump.fakes.calls(r"^gh pr merge")
-    assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
+    job = one_self_merging_pull_request(bump, "1.2.0", event)
     assert ".venvs/billing/bin/pytest" in job.log
-
-    run_bump_workflow(bump, event)
-    assert len(bump.fakes.calls(r"^gh pr create")) == 1
-    assert len(bump.fakes.calls(r"^gh pr merge")) == 1
 
 
 def test_ci_checks_on_the_bump_exactly_the_members_whose_closure_holds_the_core(
@@ -179,28 +153,18 @@ def breaking_release(setting: Setting) -> str:
 def test_a_breaking_release_fails_core_latest_naming_the_member_and_keeps_the_lock(
     setting: Setting, breaking_release: str
 ) -> None:
-    lock_before = (setting.workspace.path / "uv.lock").read_bytes()
-    code, output = make(setting.workspace, "core-latest")
+    code, output = core_latest(setting.workspace.path)
     assert code != 0
     assert "\nFailed: billing\n" in output, output
     assert f"{CORE} {breaking_release} breaks the workspace (uv.lock holds 1.1.0)" in output
     assert "install_core" in output
-    assert (setting.workspace.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_the_bump_workflow_labels_the_pull_request_and_names_what_fails(
     breaking_release: str, bump: BumpScenario
 ) -> None:
-    run_bump_workflow(bump)
-    branch = f"core-bump/{breaking_release}"
-    assert f'version = "{breaking_release}"' in git("show", f"{branch}:uv.lock", cwd=bump.origin)
-    assert bump.fakes.calls(r"^gh label create core-bump-failed ")
-    pull_request = bump.fakes.calls(r"^gh pr create")[-1]
-    assert pull_request.args[4:8] == ["--head", branch, "--label", "core-bump-failed"]
-    body = pull_request.args[-1]
-    assert f"The checks fail on {CORE} {breaking_release}" in body
+    body = failing_pull_request(bump, breaking_release)
     assert "What fails: billing." in body
-    assert not bump.fakes.calls(rf"^gh pr merge {branch} ")
 
 
 def test_a_workspace_keeping_the_core_in_lib_says_it_moves_with_the_repository(
@@ -209,12 +173,11 @@ def test_a_workspace_keeping_the_core_in_lib_says_it_moves_with_the_repository(
     destination = tmp_path / "acme-services"
     answers = {**base_answers, "layout": "workspace", "core_source": "workspace"}
     copy(template_repo, destination, {**answers, "service_name": "acme-services"}, skip_tasks=True)
-    workspace = Workspace(destination)
     assert not (destination / ".github" / "workflows" / "core-bump.yml").exists()
     member = (
         "smplkit-core is a member of this workspace (lib/smplkit-core/, core_source: workspace)"
     )
     for target, status in [("core-latest", 0), ("core-bump", 0), ("core-rc", 2)]:
-        code, output = make(workspace, target, "VERSION=1.3.0rc1")
+        code, output = make(destination, target, "VERSION=1.3.0rc1")
         assert code == status, output
         assert member in output, target
