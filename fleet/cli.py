@@ -144,22 +144,29 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
     unknown = sorted(set(arguments.only or []) - known)
     if unknown:
         raise FleetFileError(f"--only names no service of the fleet: {', '.join(unknown)}")
+    # A repository is updated whole: a workspace's root, then every service in it, on one branch,
+    # whichever of its lines --only names.
+    by_repository: dict[str, list[Service]] = {}
+    for service in services:
+        by_repository.setdefault(service.repository, []).append(service)
     chosen = [s for s in services if not arguments.only or s.name in arguments.only]
-    lagging: dict[str, tuple[Repository, list[Service]]] = {}
-    for service in chosen:
-        if service.error is None and service.behind:
-            repository = Repository(service.name.split("/projects/")[0], service.repository)
-            lagging.setdefault(repository.url, (repository, []))[1].append(service)
-    for service in chosen:
-        if service.error:
-            console.print(f"{service.name}: skipped, {service.error}")
-        elif not service.behind:
-            console.print(f"{service.name}: up to date ({service.version})")
+    lagging: list[tuple[Repository, list[Service]]] = []
+    for url in dict.fromkeys(service.repository for service in chosen):
+        lines = by_repository[url]
+        readable = [line for line in lines if line.error is None]
+        for line in lines:
+            if line.error:
+                console.print(f"{line.name}: skipped, {line.error}")
+        if any(line.behind for line in readable):
+            lagging.append((Repository(lines[0].name, url), readable))
+        else:
+            for line in readable:
+                console.print(f"{line.name}: up to date ({line.version})")
     if arguments.local:
         keep_in: Path = arguments.output.resolve()
         keep_in.mkdir(parents=True, exist_ok=True)
         outcomes = in_parallel(
-            lagging.values(),
+            lagging,
             lambda pair, scratch: update.update_locally(
                 *pair, scratch, push=arguments.push, keep_in=keep_in
             ),
@@ -167,7 +174,7 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
             "Updating",
         )
     else:
-        outcomes = [update.start_workflow(*pair) for pair in lagging.values()]
+        outcomes = [update.start_workflow(*pair) for pair in lagging]
     for outcome in outcomes:
         detail = ", ".join(outcome.conflicts) or outcome.detail
         pushed = f" -> {outcome.branch}" if outcome.branch and outcome.status != "failed" else ""

@@ -62,6 +62,8 @@ class Service:
 
     name: str
     repository: str
+    folder: str = ""
+    """Where the service is in its repository: "" at its root, projects/<name> in a workspace."""
     error: str | None = None
     template: str | None = None
     version: str | None = None
@@ -84,6 +86,11 @@ class Service:
     last_core_bump: str | None = None
     """ISO 8601 time its newest core-bump pull request was merged; None if none was or `gh`
     cannot tell."""
+
+    @property
+    def workspace_root(self) -> bool:
+        """A workspace's root: the release its next `make service` renders, and its one lock."""
+        return self.layout == "workspace" and not self.folder
 
     @property
     def core_behind(self) -> bool | None:
@@ -214,8 +221,9 @@ def shallow_clone(repository: Repository, destination: Path) -> None:
 
 
 def probe(repository: Repository, scratch: Path, context: Context) -> list[Service]:
-    """Every service the repository holds (one, or each of a workspace's), each with what the
-    report says about it; a single line with the error when the repository cannot be read."""
+    """Every service the repository holds (one, or a workspace's root and each of its services),
+    each with what the report says about it; a single line with the error when the repository
+    cannot be read."""
     clone = scratch / "clone"
     try:
         shallow_clone(repository, clone)
@@ -224,19 +232,16 @@ def probe(repository: Repository, scratch: Path, context: Context) -> list[Servi
     try:
         tree = read_tree(clone)
         root = read_answers(tree, "")
-        if root.get("layout") == "workspace":
-            members = sorted(
-                str(PurePosixPath(path).parent)
-                for path in tree.files
-                if re.fullmatch(rf"projects/[^/]+/{re.escape(ANSWERS)}", path)
-            )
-            if not members:
-                raise UnreadableError(f"a workspace without services (no projects/*/{ANSWERS})")
-            return [
-                describe(repository, context, tree, folder, read_answers(tree, folder))
-                for folder in members
-            ]
-        return [describe(repository, context, tree, "", root)]
+        members = sorted(
+            str(PurePosixPath(path).parent)
+            for path in tree.files
+            if root.get("layout") == "workspace"
+            and re.fullmatch(rf"projects/[^/]+/{re.escape(ANSWERS)}", path)
+        )
+        return [describe(repository, context, tree, "", root)] + [
+            describe(repository, context, tree, folder, read_answers(tree, folder))
+            for folder in members
+        ]
     except (CommandError, UnreadableError) as error:
         return [Service(repository.name, repository.url, error=str(error))]
     finally:
@@ -308,9 +313,13 @@ def describe(
     service = Service(
         name,
         repository.url,
+        folder=folder,
         version=str(answers.get("_commit", "")) or None,
         layout="workspace" if folder else str(answers.get("layout", "service")),
-        database=str(answers.get("database", "none")),
+        # A workspace's root has no database: its services own theirs.
+        database=None
+        if answers.get("layout") == "workspace"
+        else str(answers.get("database", "none")),
         python=str(answers.get("python_version", "")) or None,
         core_package=str(answers["core_package"]),
         core_range=str(answers["core_version"]),

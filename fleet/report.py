@@ -196,8 +196,11 @@ BAR_EM = 6
 
 def summary(services: list[Service]) -> str:
     unread = sum(1 for service in services if service.error)
+    roots = sum(1 for service in services if service.workspace_root)
     lagging = sum(1 for service in services if service.behind)
-    text = f"{len(services) - unread} services, {lagging} behind the template's newest release"
+    text = f"{len(services) - unread - roots} services"
+    text += f" and {roots} workspace root{'s' if roots > 1 else ''}" if roots else ""
+    text += f", {lagging} behind the template's newest release"
     return text + (f"; {unread} repositories could not be read" if unread else "")
 
 

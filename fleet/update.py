@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from fleet.commands import CommandError, checked, git, run
+from fleet.commands import CommandError, checked, git, run, spawn
 from fleet.probe import CONFLICT_MARKER, LEFTOVER_SUFFIXES, Service
 from fleet.sources import Repository
 
@@ -76,9 +77,10 @@ def changed_files(clone: Path) -> list[str]:
 def update_locally(
     repository: Repository, services: list[Service], scratch: Path, *, push: bool, keep_in: Path
 ) -> Outcome:
-    """`copier update --trust --defaults --conflict inline --vcs-ref <latest>` in a full clone,
-    for each of the repository's lagging services; the branch template-update/<version> pushed
-    only when asked (and never for a failed update), else the clone kept in `keep_in`."""
+    """`copier update --trust --defaults --conflict inline --vcs-ref <latest>` in a full clone, of
+    the service, or of a workspace's root and then every service in it (the workspace's own `make
+    update`); the branch template-update/<version> pushed only when asked (and never for a failed
+    update), else the clone kept in `keep_in`."""
     names = [service.name for service in services]
     latest = max((service.latest or "" for service in services), key=_release_key)
     clone = scratch / "clone"
@@ -90,18 +92,12 @@ def update_locally(
         return Outcome(repository.name, names, "failed", f"clone: {error}")
     workflow = clone / WORKFLOW
     copier = copier_command(workflow.read_text() if workflow.exists() else None)
-    for service in services:
-        folder = clone / _folder(repository, service)
-        done = run(
-            [*copier, "update", "--trust", "--defaults", "--quiet", "--conflict", "inline",
-             "--vcs-ref", latest],
-            folder,
-        )  # fmt: skip
-        if done.returncode != 0:
-            lines = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["copier failed"]
-            return Outcome(repository.name, names, "failed", f"{service.name}: {lines[-1]}")
-        if run(["git", "diff", "--quiet", "--", "pyproject.toml"], folder).returncode != 0:
-            _lock(folder)
+    if any(service.workspace_root for service in services):
+        failure = _update_workspace(clone, copier, latest)
+    else:
+        failure = _update_service(clone, copier, latest)
+    if failure:
+        return Outcome(repository.name, names, "failed", f"{services[0].name}: {failure}")
     found = conflicts(clone)
     outcome = Outcome(repository.name, names, "conflicted" if found else "clean", conflicts=found)
     current = services[0].version or "?"
@@ -139,16 +135,44 @@ def start_workflow(repository: Repository, services: list[Service]) -> Outcome:
     return Outcome(repository.name, names, "started", "template-update.yml")
 
 
+def _update_service(clone: Path, copier: list[str], latest: str) -> str | None:
+    """The service's update, as its template-update workflow runs it; what failed, if it did."""
+    done = run(
+        [*copier, "update", "--trust", "--defaults", "--quiet", "--conflict", "inline",
+         "--vcs-ref", latest],
+        clone,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return _last_line(done.stderr or done.stdout)
+    if run(["git", "diff", "--quiet", "--", "pyproject.toml"], clone).returncode != 0:
+        _lock(clone)
+    return None
+
+
+def _update_workspace(clone: Path, copier: list[str], latest: str) -> str | None:
+    """The workspace's own update (its `make update`, tools/workspace.py): the root, then every
+    service folder, each one's conflicts kept for the team; what failed, if it did. Its stdin is
+    no terminal, so Copier asks nothing, as in the workflow."""
+    command = [sys.executable, "tools/workspace.py", "--copier", shlex.join(copier), "update",
+               "--vcs-ref", latest, "--conflict", "inline"]  # fmt: skip
+    done = spawn(command, clone, b"")
+    if done.returncode != 0:
+        return _last_line((done.stderr or done.stdout).decode(errors="replace"))
+    changed = ["pyproject.toml", "projects/*/pyproject.toml"]
+    if run(["git", "diff", "--quiet", "--", *changed], clone).returncode != 0:
+        _lock(clone)
+    return None
+
+
+def _last_line(output: str) -> str:
+    return (output.strip().splitlines() or ["copier failed"])[-1]
+
+
 def _lock(folder: Path) -> None:
     """As the workflow does: relock when the update changed pyproject.toml; a failure (a conflict
     in pyproject.toml) is left for whoever resolves the conflicts."""
     if shutil.which("uv"):
         run(["uv", "lock", "--quiet"], folder)
-
-
-def _folder(repository: Repository, service: Service) -> str:
-    relative = service.name.removeprefix(repository.name).strip("/")
-    return str(PurePosixPath(relative)) if relative else "."
 
 
 def _release_key(tag: str) -> tuple[int, ...]:

@@ -65,7 +65,7 @@ class Expected:
     version: str | None = None
     behind: int | None = None
     layout: str = "service"
-    database: str = "none"
+    database: str | None = "none"
     python: str = PYTHON
     core_locked: str | None = None
     core_newest: str | None = None
@@ -295,19 +295,13 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
         expected[name].pull_requests = None
         remotes[name] = remotes.pop(report_name)
 
-    # A workspace: root answers say so; projects/*/ hold its services' answers.
+    # A workspace: root answers say so (its own line); projects/*/ hold its services' answers.
     workspace = clone(generated[LATEST], work / "w01")
     service_answers = (workspace / ".copier-answers.yml").read_text()
     rewrite(workspace / ".copier-answers.yml", "layout: service", "layout: workspace")
-    for project, database in [("api", "none"), ("jobs", "postgres")]:
-        folder = workspace / "projects" / project
-        folder.mkdir(parents=True)
-        member = service_answers.replace("workspace_member: false", "workspace_member: true")
-        member = member.replace(f"service_name: {SERVICE_NAME}", f"service_name: {project}")
-        if database == "postgres":
-            member = member.replace("database: none", "database: postgres")
-        (folder / ".copier-answers.yml").write_text(member)
-        expected[f"acme/w01/projects/{project}"] = Expected(
+
+    def workspace_line(database: str | None) -> Expected:
+        return Expected(
             version=LATEST,
             behind=0,
             layout="workspace",
@@ -316,6 +310,17 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
             core_newest=core,
             pull_requests=[],
         )
+
+    expected["acme/w01"] = workspace_line(None)  # the root: its services own the databases
+    for project, database in [("api", "none"), ("jobs", "postgres")]:
+        folder = workspace / "projects" / project
+        folder.mkdir(parents=True)
+        member = service_answers.replace("workspace_member: false", "workspace_member: true")
+        member = member.replace(f"service_name: {SERVICE_NAME}", f"service_name: {project}")
+        if database == "postgres":
+            member = member.replace("database: none", "database: postgres")
+        (folder / ".copier-answers.yml").write_text(member)
+        expected[f"acme/w01/projects/{project}"] = workspace_line(database)
     commit_all(workspace, "A workspace of two services")
     remotes["acme/w01"] = publish(workspace, remotes_folder / "w01.git")
     entries.append("acme/w01")

@@ -12,8 +12,17 @@ from pathlib import Path
 
 from harness.commands import REPO_ROOT, git
 
-TEMPLATE_PATHS = ("copier.yml", "template", "workspace", "hooks", "CHANGELOG.md", "README.md")
-"""What a template release needs: the questions, the skeleton, the hooks and their docs."""
+TEMPLATE_PATHS = (
+    "copier.yml",
+    "template",
+    "workspace",
+    "includes",
+    "hooks",
+    "CHANGELOG.md",
+    "README.md",
+)
+"""What a template release needs: the questions, the skeletons and the parts they share, the hooks
+and their docs."""
 
 
 def snapshot(destination: Path, tag: str = "v1.0.0", source: Path = REPO_ROOT) -> Path:

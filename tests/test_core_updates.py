@@ -15,6 +15,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -74,30 +75,41 @@ def locked_core(service: GeneratedService) -> str:
     return entry.split('"', 1)[0]
 
 
-def make(service: GeneratedService, *args: str) -> tuple[int, str]:
-    """`make` in the service, with CI's UV_LOCKED=1 (uv.lock used as it is, never updated)."""
-    result = service.run(
-        "make", "--no-print-directory", *args, env={"UV_LOCKED": "1"}, check=False, timeout=900
+def make(folder: Path, *args: str) -> tuple[int, str]:
+    """`make` in a service's (or a workspace's) folder, with CI's UV_LOCKED=1 (uv.lock used as it
+    is, never updated)."""
+    result = run(
+        ["make", "--no-print-directory", *args],
+        cwd=folder,
+        env={"UV_LOCKED": "1"},
+        check=False,
+        timeout=900,
     )
     return result.returncode, result.stdout + result.stderr
+
+
+def core_latest(folder: Path) -> tuple[int, str]:
+    """`make core-latest`, which leaves uv.lock byte for byte as it was."""
+    lock_before = (folder / "uv.lock").read_bytes()
+    result = make(folder, "core-latest")
+    assert (folder / "uv.lock").read_bytes() == lock_before
+    return result
 
 
 def test_core_latest_checks_the_newest_final_release_in_range_and_keeps_the_lock(
     fleet: Fleet,
 ) -> None:
-    lock_before = (fleet.service.path / "uv.lock").read_bytes()
-    code, output = make(fleet.service, "core-latest")
+    code, output = core_latest(fleet.service.path)
     assert code == 0, output
     assert f"Checking {CORE} 1.2.0 (uv.lock holds 1.1.0)" in output
     assert f"passes its checks on {CORE} 1.2.0" in output
     assert " passed" in output
     assert "1.3.0rc1" not in output
     assert "2.0.0" not in output
-    assert (fleet.service.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_core_bump_moves_the_lock_to_the_newest_final_release_in_range(fleet: Fleet) -> None:
-    code, output = make(fleet.service, "core-bump")
+    code, output = make(fleet.service.path, "core-bump")
     assert code == 0, output
     assert locked_core(fleet.service) == "1.2.0"
     assert " passed" in output
@@ -107,7 +119,7 @@ def test_core_bump_moves_the_lock_to_the_newest_final_release_in_range(fleet: Fl
 def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_final(
     fleet: Fleet,
 ) -> None:
-    code, output = make(fleet.service, "core-rc", "VERSION=1.3.0rc1")
+    code, output = make(fleet.service.path, "core-rc", "VERSION=1.3.0rc1")
     assert code == 0, output
     assert locked_core(fleet.service) == "1.3.0rc1"
     assert " passed" in output
@@ -115,13 +127,13 @@ def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_
     core_entry = f'name = "{CORE}"\nversion = "1.3.0rc1"\nsource = {{ registry = "{fleet.index}" }}'
     assert core_entry in lock  # from the private index, as the explicit-index pin says
 
-    code, output = make(fleet.service, "check")
+    code, output = make(fleet.service.path, "check")
     assert code != 0
     assert f"uv.lock holds {CORE} 1.3.0rc1, a pre-release" in output
     assert " passed" not in output  # refused before anything else runs
 
     git("checkout", "uv.lock", cwd=fleet.service.path)
-    code, output = make(fleet.service, "core-release-guard")
+    code, output = make(fleet.service.path, "core-release-guard")
     assert code == 0, output
 
 
@@ -137,13 +149,14 @@ class BumpScenario:
     fakes: FakeCommands
 
 
-@pytest.fixture(scope="module")
-def bump(fleet: Fleet) -> BumpScenario:
-    origin = fleet.work / "origin.git"
-    git("clone", "--quiet", "--bare", str(fleet.service.path), str(origin), cwd=fleet.work)
-    project = fleet.work / "project"
-    git("clone", "--quiet", str(origin), str(project), cwd=fleet.work)
-    fakes = FakeCommands(fleet.work / "fakes", ("gh", "aws"))
+def bump_scenario(repository: Path, work: Path) -> BumpScenario:
+    """The repository as GitHub holds it, the workflow's checkout of it, and fake `gh` and `aws`
+    for core-bump.yml: the branch of each core version it may propose exists once pushed."""
+    origin = work / "origin.git"
+    git("clone", "--quiet", "--bare", str(repository), str(origin), cwd=work)
+    project = work / "project"
+    git("clone", "--quiet", str(origin), str(project), cwd=work)
+    fakes = FakeCommands(work / "fakes", ("gh", "aws"))
     fakes.answer(r"^aws codeartifact get-authorization-token", TOKEN)
     fakes.answer(r"^gh api ", exit_code=1)  # no such branch
     # A branch exists once the workflow pushed it and opened its pull request.
@@ -153,8 +166,14 @@ def bump(fleet: Fleet) -> BumpScenario:
     return BumpScenario(origin, project, fakes)
 
 
-def run_bump_workflow(scenario: BumpScenario) -> JobResult:
-    """core-bump.yml on a fresh checkout of main, as on GitHub."""
+@pytest.fixture(scope="module")
+def bump(fleet: Fleet) -> BumpScenario:
+    return bump_scenario(fleet.service.path, fleet.work)
+
+
+def run_bump_workflow(scenario: BumpScenario, event: dict[str, Any] | None = None) -> JobResult:
+    """core-bump.yml on a fresh checkout of main, as on GitHub, for a `core-released` dispatch
+    (`event`, by default one without a payload)."""
     git("checkout", "--quiet", "--force", "-B", "main", "origin/main", cwd=scenario.project)
     runner = WorkflowRunner(
         scenario.project,
@@ -167,7 +186,7 @@ def run_bump_workflow(scenario: BumpScenario) -> JobResult:
             "repository": "example/service",
             "run_id": "4242",
             "token": "ghs_the_workflow_token",
-            "event": {"repository": {"default_branch": "main"}, "action": "core-released"},
+            "event": event or {"repository": {"default_branch": "main"}, "action": "core-released"},
         },
         secrets={"CORE_BUMP_TOKEN": "ghs_the_bump_token"},
     )
@@ -182,24 +201,48 @@ def test_the_bump_workflow_runs_daily_on_demand_and_when_a_core_is_released(flee
     assert document["on"]["repository_dispatch"] == {"types": ["core-released"]}
 
 
+def one_self_merging_pull_request(
+    scenario: BumpScenario, version: str, event: dict[str, Any] | None = None
+) -> JobResult:
+    """core-bump.yml run twice for the same core `version`, on which the checks pass: one branch
+    changing uv.lock only, one pull request set to merge itself; the first run's job."""
+    job = run_bump_workflow(scenario, event)
+    branch = f"core-bump/{version}"
+    pushed = git("show", f"{branch}:uv.lock", cwd=scenario.origin)
+    assert f'name = "{CORE}"\nversion = "{version}"' in pushed
+    assert git("diff", "--name-only", "main", branch, cwd=scenario.origin).split() == ["uv.lock"]
+    (pull_request,) = scenario.fakes.calls(r"^gh pr create")
+    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
+    assert "--label" not in pull_request.args
+    (merge,) = scenario.fakes.calls(r"^gh pr merge")
+    assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
+
+    run_bump_workflow(scenario, event)
+    assert len(scenario.fakes.calls(r"^gh pr create")) == 1
+    assert len(scenario.fakes.calls(r"^gh pr merge")) == 1
+    return job
+
+
+def failing_pull_request(scenario: BumpScenario, version: str) -> str:
+    """core-bump.yml for a core `version` on which the checks fail: its branch pushed, its pull
+    request labelled `core-bump-failed` and never merged; the pull request's body."""
+    run_bump_workflow(scenario)
+    branch = f"core-bump/{version}"
+    assert f'version = "{version}"' in git("show", f"{branch}:uv.lock", cwd=scenario.origin)
+    assert scenario.fakes.calls(r"^gh label create core-bump-failed ")
+    pull_request = scenario.fakes.calls(r"^gh pr create")[-1]
+    assert pull_request.args[4:8] == ["--head", branch, "--label", "core-bump-failed"]
+    assert not scenario.fakes.calls(rf"^gh pr merge {re.escape(branch)} ")
+    body = pull_request.args[-1]
+    assert f"The checks fail on {CORE} {version}" in body
+    return body
+
+
 def test_the_bump_workflow_opens_one_self_merging_pull_request_per_version(
     bump: BumpScenario,
 ) -> None:
-    job = run_bump_workflow(bump)
-    branch = "core-bump/1.2.0"
-    pushed = git("show", f"{branch}:uv.lock", cwd=bump.origin)
-    assert f'name = "{CORE}"\nversion = "1.2.0"' in pushed
-    assert git("diff", "--name-only", "main", branch, cwd=bump.origin).split() == ["uv.lock"]
-    (pull_request,) = bump.fakes.calls(r"^gh pr create")
-    assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
-    assert "--label" not in pull_request.args
-    (merge,) = bump.fakes.calls(r"^gh pr merge")
-    assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
+    job = one_self_merging_pull_request(bump, "1.2.0")
     assert " passed" in job.log
-
-    run_bump_workflow(bump)
-    assert len(bump.fakes.calls(r"^gh pr create")) == 1
-    assert len(bump.fakes.calls(r"^gh pr merge")) == 1
 
 
 @pytest.fixture(scope="module")
@@ -213,25 +256,16 @@ def breaking_release(fleet: Fleet) -> str:
 def test_a_breaking_release_fails_core_latest_naming_it_and_the_locked_version(
     fleet: Fleet, breaking_release: str
 ) -> None:
-    lock_before = (fleet.service.path / "uv.lock").read_bytes()
-    code, output = make(fleet.service, "core-latest")
+    code, output = core_latest(fleet.service.path)
     assert code != 0
     assert f"{CORE} {breaking_release} breaks the service (uv.lock holds 1.1.0)" in output
     assert "install_core" in output
-    assert (fleet.service.path / "uv.lock").read_bytes() == lock_before
 
 
 def test_the_bump_workflow_labels_a_pull_request_whose_checks_fail(
     breaking_release: str, bump: BumpScenario
 ) -> None:
-    run_bump_workflow(bump)
-    branch = f"core-bump/{breaking_release}"
-    assert f'version = "{breaking_release}"' in git("show", f"{branch}:uv.lock", cwd=bump.origin)
-    assert bump.fakes.calls(r"^gh label create core-bump-failed ")
-    pull_request = bump.fakes.calls(r"^gh pr create")[-1]
-    assert pull_request.args[4:8] == ["--head", branch, "--label", "core-bump-failed"]
-    assert f"The checks fail on {CORE} {breaking_release}" in pull_request.args[-1]
-    assert not bump.fakes.calls(rf"^gh pr merge {re.escape(branch)} ")
+    failing_pull_request(bump, breaking_release)
 
 
 def test_the_template_never_installs_the_core_with_uv_run_with(template_repo: Path) -> None:
@@ -250,9 +284,12 @@ def test_the_template_never_installs_the_core_with_uv_run_with(template_repo: Pa
 
 @pytest.fixture
 def template_checkout(tmp_path: Path) -> Path:
+    return release_checkout(tmp_path / "template")
+
+
+def release_checkout(checkout: Path) -> Path:
     """The release's view of the template repository: its scripts and the core 1.1.0, tagged
     v1.0.0."""
-    checkout = tmp_path / "template"
     (checkout / ".github" / "scripts").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / ".github" / "scripts" / "release.py", checkout / ".github" / "scripts")
     git("init", "--quiet", "--initial-branch=main", cwd=checkout)
@@ -318,24 +355,22 @@ def test_the_core_api_check_accepts_a_compatible_minor_or_a_major_release(
     assert verdict in output
 
 
-def test_the_release_tells_every_service_in_the_fleet_about_the_core(
-    template_checkout: Path, tmp_path: Path
-) -> None:
+def notify_services(checkout: Path, repositories: list[str], fakes_root: Path) -> list[list[str]]:
+    """The release workflow's job that tells the fleet (alone: the jobs before it publish), run
+    with `repositories` in fleet.yml; the `gh api` calls it made."""
     require_tool("yq", "install yq (Debian: apt-get install yq); GitHub's runners have it")
-    (template_checkout / "fleet.yml").write_text(
-        "# The services.\nservices:\n  - example/orders\n  - example/billing-events\n"
-    )
-    # The release workflow's job that tells the services, alone: the jobs before it publish.
+    listed = "".join(f"  - {repository}\n" for repository in repositories)
+    (checkout / "fleet.yml").write_text(f"# The services.\nservices:\n{listed}")
     release = load_workflow(REPO_ROOT / ".github" / "workflows" / "release.yml")
     job = {
         key: value for key, value in release["jobs"]["notify-services"].items() if key != "needs"
     }
-    workflows = template_checkout / ".github" / "workflows"
+    workflows = checkout / ".github" / "workflows"
     workflows.mkdir()
     (workflows / "release.yml").write_text(yaml.safe_dump({"jobs": {"notify-services": job}}))
-    fakes = FakeCommands(tmp_path / "fakes", ("gh",))
+    fakes = FakeCommands(fakes_root, ("gh",))
     runner = WorkflowRunner(
-        template_checkout,
+        checkout,
         fakes,
         EMULATED_ACTIONS,
         github={
@@ -348,13 +383,20 @@ def test_the_release_tells_every_service_in_the_fleet_about_the_core(
     )
     result = runner.run("release.yml")["notify-services"]
     assert result.result == "success", result.log
-    dispatches = [call.args for call in fakes.calls(r"^gh api ")]
+    return [call.args for call in fakes.calls(r"^gh api ")]
+
+
+def test_the_release_tells_every_service_in_the_fleet_about_the_core(
+    template_checkout: Path, tmp_path: Path
+) -> None:
+    services = ["example/orders", "example/billing-events"]
+    dispatches = notify_services(template_checkout, services, tmp_path / "fakes")
     assert dispatches == [
         [
             "api", "--method", "POST", f"repos/{service}/dispatches", "--silent",
             "-f", "event_type=core-released", "-f", "client_payload[version]=1.1.0",
         ]
-        for service in ("example/orders", "example/billing-events")
+        for service in services
     ]  # fmt: skip
 
 

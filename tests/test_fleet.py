@@ -319,8 +319,8 @@ def test_the_html_page_draws_a_bar_per_service(
     assert widths["acme/s04"] == "3.0"
     assert widths["acme/s08"] == "0.0"
     assert (
-        "22 services, 5 behind the template's newest release; 3 repositories could not be read"
-        in source
+        "22 services and 1 workspace root, 5 behind the template's newest release; "
+        "3 repositories could not be read" in source
     )
 
 

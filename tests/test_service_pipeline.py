@@ -40,6 +40,7 @@ from tests.workflow_runner import (
     FakeCommands,
     JobResult,
     WorkflowRunner,
+    copier_for_uvx,
     emulated_actions,
 )
 
@@ -870,11 +871,7 @@ def update_scenario(
     fakes = FakeCommands(tmp_path / "fakes", ("gh", "aws"))
     fakes.answer(r"^gh api ", exit_code=1)  # no such branch
     fakes.answer(r"^aws codeartifact get-authorization-token", TOKEN)
-    # uvx --from copier==X copier ...: the copier installed here (the same version).
-    (fakes.bin / "uvx").write_text(
-        f'#!/bin/sh\n[ "$1" = --from ] && shift 2\nshift\nexec "{sys.executable}" -m copier "$@"\n'
-    )
-    (fakes.bin / "uvx").chmod(0o755)
+    copier_for_uvx(fakes)
     major, minor, patch = map(int, template_version.lstrip("v").split("."))
     return UpdateScenario(
         tmp=tmp_path,

@@ -8,6 +8,8 @@ on a git clone of it.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -218,6 +220,62 @@ def test_an_undeclared_import_fails_the_members_isolated_import_test(
     assert result.returncode != 0, result.stdout
     assert "test_module_imports[ledger.rounding]" in result.stdout, result.stdout
     assert "No module named 'money'" in result.stdout, result.stdout
+
+
+CODE = re.compile(r"```[a-z]*\n(.*?)```|`([^`]+)`", re.DOTALL)
+"""A README's code: its fenced blocks and its inline spans."""
+MAKE_COMMAND = re.compile(
+    r"(?<![\w-])make((?: +(?:-[-a-z]+|[a-z][a-z-]*|[A-Z_]+=\"[^\"]*\"|[A-Z_]+=\S+))+)"
+)
+"""`make`, then its options, targets and VAR=value arguments."""
+
+
+def make_commands(readme: str) -> set[tuple[str, ...]]:
+    """Every make command line a README's code names: its options, targets and variables."""
+    code = "\n".join(block or " ".join(span.split()) for block, span in CODE.findall(readme))
+    return {tuple(shlex.split(words)) for words in MAKE_COMMAND.findall(code)}
+
+
+def help_targets(help_text: str) -> set[str]:
+    """The targets `make help` lists: the lowercase words that open each line (its descriptions
+    begin with a capital)."""
+    found = set()
+    for line in help_text.splitlines():
+        for word in line.split():
+            if not re.fullmatch(r"[a-z][a-z-]*", word):
+                break
+            found.add(word)
+    return found
+
+
+@pytest.mark.parametrize("service", ["billing", "ledger"])
+def test_every_make_target_a_member_names_works_in_its_folder(
+    workspace: Workspace, service: str
+) -> None:
+    """The README's make commands and `make help`'s targets, each run with `make -n` in the
+    service's folder (the root's recipes for those the member runs there, recursively): none is
+    missing. A dry run: the commands behind them are tested where they are built."""
+    folder = workspace.path / "projects" / service
+    commands = make_commands((folder / "README.md").read_text())
+    named = {word for command in commands for word in command if re.fullmatch(r"[a-z-]+", word)}
+    assert {
+        "install",
+        "hooks",
+        "check",
+        "run",
+        "token",
+        "update",
+        "core-latest",
+        "core-rc",
+    } <= named
+    listed = help_targets(run(["make", "--no-print-directory", "help"], cwd=folder).stdout)
+    everyday = {"check", "test", "install", "lock", "run", "token", "hooks", "update"}
+    database = {"db", "migrate", "migration"} if service == "ledger" else set()
+    assert everyday | database | {"core-latest", "core-bump", "core-rc"} <= listed
+    for command in sorted(commands | {(target,) for target in listed}):
+        dry_run = ["make", "--no-print-directory", "-n", *command, "COPIER=copier"]
+        done = run(dry_run, cwd=folder, check=False)
+        assert done.returncode == 0, f"make {shlex.join(command)}: {done.stdout}{done.stderr}"
 
 
 def test_make_affected_follows_a_library_to_the_service_that_uses_it(

@@ -70,19 +70,27 @@ def test_the_workflows_and_actions_exist(workspace: Path) -> None:
     assert [str(path.relative_to(workspace)) for path in github_files(workspace)] == [
         ".github/actions/private-index/action.yml",
         ".github/workflows/ci.yml",
+        ".github/workflows/core-bump.yml",
         ".github/workflows/deploy.yml",
+        ".github/workflows/template-update.yml",
     ]
 
 
-def test_the_deploy_and_the_index_action_are_the_services_own_files() -> None:
-    """No copies: the workspace's are links to the single-service template's."""
-    for shared in (
-        ".github/workflows/deploy.yml.jinja",
-        ".github/actions/private-index/action.yml.jinja",
-    ):
+def test_the_shared_workflows_and_the_index_action_are_the_services_own_files() -> None:
+    """No copies: the workspace's are links to the single-service template's (core-bump.yml only
+    where the core comes from the index)."""
+    for shared, service in [
+        (".github/workflows/deploy.yml.jinja", None),
+        (".github/workflows/template-update.yml.jinja", None),
+        (
+            ".github/workflows/{% if core_source != 'workspace' %}core-bump.yml{% endif %}.jinja",
+            ".github/workflows/core-bump.yml.jinja",
+        ),
+        (".github/actions/private-index/action.yml.jinja", None),
+    ]:
         link = REPO_ROOT / "workspace" / shared
         assert link.is_symlink(), shared
-        assert link.resolve() == (REPO_ROOT / "template" / shared).resolve()
+        assert link.resolve() == (REPO_ROOT / "template" / (service or shared)).resolve()
 
 
 def test_workflows_and_actions_match_their_schemas(workspace: Path) -> None:
@@ -126,9 +134,9 @@ def test_actions_are_pinned_as_in_a_services_workflows(workspace: Path) -> None:
 
 
 def test_permissions_triggers_scripts_checkouts_and_timeouts(workspace: Path) -> None:
-    """Empty permissions by default, OIDC only where a role is assumed, reading the code at most;
-    no dangerous trigger; values reach scripts through env only; checkouts keep no credentials;
-    every job has a timeout."""
+    """Empty permissions by default, OIDC only where a role is assumed, reading the code at most
+    (and writes for the update pull requests, as a service's); no dangerous trigger; values reach
+    scripts through env only; checkouts keep no credentials; every job has a timeout."""
     for path in [p for p in github_files(workspace) if p.parent.name == "workflows"]:
         document = load_workflow(path)
         assert not {"pull_request_target", "workflow_run", "issue_comment"} & set(document["on"])
@@ -138,7 +146,10 @@ def test_permissions_triggers_scripts_checkouts_and_timeouts(workspace: Path) ->
             assert (granted.pop("id-token", None) == "write") == assumes_a_role(workspace, job), (
                 f"{path.name}: {job_id}"
             )
-            assert granted.items() <= {"contents": "read"}.items(), f"{path.name}: {job_id}"
+            allowed = {"contents": "read"}
+            if path.name in {"template-update.yml", "core-bump.yml"}:
+                allowed = {"contents": "write", "pull-requests": "write"}
+            assert granted.items() <= allowed.items(), f"{path.name}: {job_id}: {granted}"
             assert "uses" in job or job.get("timeout-minutes"), f"{path.name}: {job_id}"
         for job_id, step in workflow_steps(document):
             assert "${{" not in str(step.get("run", "")), f"{path.name}: {job_id}"

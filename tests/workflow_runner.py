@@ -124,6 +124,16 @@ class FakeCommands:
         (self.root / "rules.json").write_text(json.dumps(self.rules))
 
 
+def copier_for_uvx(fakes: FakeCommands) -> None:
+    """A `uvx` among the fakes that runs the copier installed here for the workflows'
+    `uvx --from copier==X copier ...` (the version the template pins), instead of fetching it."""
+    uvx = fakes.bin / "uvx"
+    uvx.write_text(
+        f'#!/bin/sh\n[ "$1" = --from ] && shift 2\nshift\nexec "{sys.executable}" -m copier "$@"\n'
+    )
+    uvx.chmod(0o755)
+
+
 # Expressions: the part of GitHub's language the workflows use.
 
 TOKEN = re.compile(
