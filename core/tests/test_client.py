@@ -13,6 +13,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import APIRouter, FastAPI, Request, Response
+from pydantic import SecretStr
 
 from smplcore import (
     AccessPolicy,
@@ -28,10 +29,12 @@ from smplcore import (
     install_core,
 )
 
-from .conftest import ACCOUNT_KEY, INTERNAL_SECRET
-
 CALLER, CALLEE = "orders", "billing"
 FAST = ClientSettings(connect_timeout=0.5, read_timeout=0.5, total_timeout=2, backoff_seconds=0)
+
+
+ACCOUNT_KEY = "account-key-of-the-client-tests-" + "0123456789abcdef" * 2
+INTERNAL_SECRET = "internal-secret-of-the-client-tests-" + "0123456789abcdef" * 2
 
 
 def service_settings(name: str, **auth: Any) -> CoreSettings:
@@ -232,10 +235,7 @@ async def test_a_callees_500_is_a_502_for_the_caller(client: InternalClient) -> 
 @pytest.mark.anyio
 async def test_a_refused_token_is_a_502_not_the_callers_401() -> None:
     callee = Callee()
-    stranger = CoreSettings(
-        service_name=CALLER,
-        auth=AuthSettings(account_token_key=ACCOUNT_KEY, internal_token_secret="x" * 40),
-    )
+    stranger = service_settings(CALLER, internal_token_secret=SecretStr("another-secret-" * 3))
     async with InternalClient(
         stranger,
         callee=CALLEE,
