@@ -170,7 +170,8 @@ def test_with_telemetry_off_nothing_is_added_or_imported(
 
 
 def test_the_sdk_is_imported_only_when_tracing_is_on() -> None:
-    """FastAPI 0.165 imports OpenTelemetry's API itself; the SDK and the exporter stay out."""
+    """FastAPI 0.165 imports OpenTelemetry's API itself; the SDK and the exporter stay out, and
+    so does httpx until a client is made (each weighs on a service's import time)."""
     script = (
         "import sys; from fastapi import FastAPI; import smplcore.client; "
         "from smplcore import install_core, AccessPolicy, CoreSettings, AuthSettings; "
@@ -179,7 +180,7 @@ def test_the_sdk_is_imported_only_when_tracing_is_on() -> None:
         "install_core(FastAPI(), CoreSettings(service_name='orders', auth=auth), "
         "access=AccessPolicy()); "
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', "
-        "'opentelemetry.exporter'))))"
+        "'opentelemetry.exporter', 'httpx'))))"
     )
     output = subprocess.run(  # noqa: S603 - this interpreter
         [sys.executable, "-c", script], capture_output=True, text=True, check=True

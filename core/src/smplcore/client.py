@@ -29,10 +29,9 @@ import random
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-import httpx
 
 from smplcore.auth import InternalTokens
 from smplcore.errors import ServiceUnavailableError, SmplkitError, error_from_status
@@ -40,6 +39,9 @@ from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
 from smplcore.logging import current_request_id
 from smplcore.settings import ClientSettings, CoreSettings, check_service_name
 from smplcore.telemetry import call_metrics, span, trace_headers
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_RETRY_AFTER", "IDEMPOTENT_METHODS", "InternalClient"]
 
@@ -72,6 +74,12 @@ class InternalClient:
         tokens: InternalTokens | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # httpx (and click, which it tries for its command line) is a quarter of a generated
+        # app's import time: it is imported when a client is made, not with the core (bench:
+        # import).
+        import httpx  # noqa: PLC0415
+
+        self._unanswered = (httpx.TransportError, TimeoutError)
         self.callee = check_service_name(callee)
         self.client_settings = client_settings or ClientSettings()
         self.tokens = tokens or InternalTokens(settings)
@@ -192,7 +200,7 @@ class InternalClient:
                 response = await self._http.request(
                     call.method, call.path, params=params, content=body, headers=sent
                 )
-        except (httpx.TransportError, TimeoutError) as error:
+        except self._unanswered as error:
             call.status, call.failure = None, type(error).__name__
             return None
         call.status = response.status_code
