@@ -362,14 +362,8 @@ class Measurements:
 def measure_load(workspace: Workspace, report: Report) -> None:
     """Seed, record the payloads, start the bare app, then alternate wrk rounds per endpoint."""
     options = workspace.options
-    wrk = ensure_wrk()
-    service = workspace.reference_service()
-    package, core = service_modules(service)
+    wrk, service, package, core, env, collection, tokens, logs = _reference(workspace, "load")
     venv = service / ".venv"
-    env = {**workspace.env, **SERVICE_ENVIRONMENT}
-    collection, tokens = _mint(service, package, core, env)
-    logs = workspace.fresh("load-logs")
-    logs.mkdir(parents=True)
     service_app = f"{package}.app:create_app"
     with running(start_server(ServerSpec("service", service_app, service, env), venv, logs)) as app:
         paths, payloads = _seed(app, collection, tokens)
@@ -402,6 +396,21 @@ def measure_load(workspace: Workspace, report: Report) -> None:
             _report(report, measured, options.connections, options.load_seconds)
             ours = {core: "ours: core/", package: "ours: template/"}
             _maybe_profile(workspace, report, rig, measured, ours)
+
+
+def _reference(
+    workspace: Workspace, label: str
+) -> tuple[str, Path, str, str, dict[str, str], str, dict[str, str], Path]:
+    """wrk, the reference service, its package and core modules, its environment, the widgets'
+    path, the tokens, and a fresh folder for the servers' logs."""
+    wrk = ensure_wrk()
+    service = workspace.reference_service()
+    package, core = service_modules(service)
+    env = {**workspace.env, **SERVICE_ENVIRONMENT}
+    collection, tokens = _mint(service, package, core, env)
+    logs = workspace.fresh(f"{label}-logs")
+    logs.mkdir(parents=True)
+    return wrk, service, package, core, env, collection, tokens, logs
 
 
 def _mint(
@@ -907,14 +916,8 @@ def measure_telemetry(workspace: Workspace, report: Report) -> None:
     from smplcore.testing import otlp_receiver  # noqa: PLC0415 - the tooling's core, not the service's
 
     options = workspace.options
-    wrk = ensure_wrk()
-    service = workspace.reference_service()
-    package, core = service_modules(service)
+    wrk, service, package, core, env, collection, tokens, logs = _reference(workspace, "telemetry")
     venv = service / ".venv"
-    env = {**workspace.env, **SERVICE_ENVIRONMENT}
-    collection, tokens = _mint(service, package, core, env)
-    logs = workspace.fresh("telemetry-logs")
-    logs.mkdir(parents=True)
     app = f"{package}.app:create_app"
     with ExitStack() as stack:
         receiver = stack.enter_context(otlp_receiver())

@@ -247,6 +247,16 @@ async def test_a_refused_token_is_a_502_not_the_callers_401() -> None:
     assert raised.value.status == 502
 
 
+def local_client(port: int, client_settings: ClientSettings) -> InternalClient:
+    """A client of whatever listens (or not) on a loopback port."""
+    return InternalClient(
+        service_settings(CALLER),
+        callee=CALLEE,
+        base_url=f"http://127.0.0.1:{port}",
+        client_settings=client_settings,
+    )
+
+
 @pytest.fixture
 def closed_port() -> int:
     with socket.socket() as sock:
@@ -268,12 +278,7 @@ def silent_port() -> Iterator[int]:
 async def test_a_callee_that_is_down_is_a_503_with_retry_after_after_the_retries(
     closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with InternalClient(
-        service_settings(CALLER),
-        callee=CALLEE,
-        base_url=f"http://127.0.0.1:{closed_port}",
-        client_settings=FAST,
-    ) as client:
+    async with local_client(closed_port, FAST) as client:
         with pytest.raises(ServiceUnavailableError) as raised:
             await client.get("/internal/invoices/inv-1")
     assert raised.value.headers == {"Retry-After": "5"}
@@ -292,12 +297,7 @@ async def test_a_callee_that_never_answers_is_a_503_within_the_total_timeout(
 ) -> None:
     limits = ClientSettings(connect_timeout=0.5, read_timeout=5, total_timeout=1)
     started = time.monotonic()
-    async with InternalClient(
-        service_settings(CALLER),
-        callee=CALLEE,
-        base_url=f"http://127.0.0.1:{silent_port}",
-        client_settings=limits,
-    ) as client:
+    async with local_client(silent_port, limits) as client:
         with pytest.raises(ServiceUnavailableError):
             await client.get("/internal/invoices/inv-1")
     # bounded by total_timeout (1 s), not by the 5 s read timeout
