@@ -25,7 +25,7 @@ from bench.core_costs import measure_core_costs
 from bench.fleet import measure_fleet
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
-from bench.load import measure_load, measure_postgres_load
+from bench.load import measure_load, measure_postgres_load, measure_telemetry
 from bench.stats import NotMeasuredError, Report, render_json, render_markdown, render_text
 from bench.workspace import Options, Workspace
 from harness.commands import REPO_ROOT, run
@@ -43,6 +43,10 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         "the `database: postgres` service on a local PostgreSQL under load, against bare FastAPI "
         "and SQLAlchemy making the same queries",
         measure_postgres_load,
+    ),
+    "telemetry": (
+        "tracing (10 %) and metrics on against both off, and the core's client against bare httpx",
+        measure_telemetry,
     ),
     "affected": (
         "affected-only CI on a 40-member workspace: tools/affected.py per change, against "

@@ -362,14 +362,8 @@ class Measurements:
 def measure_load(workspace: Workspace, report: Report) -> None:
     """Seed, record the payloads, start the bare app, then alternate wrk rounds per endpoint."""
     options = workspace.options
-    wrk = ensure_wrk()
-    service = workspace.reference_service()
-    package, core = service_modules(service)
+    wrk, service, package, core, env, collection, tokens, logs = _reference(workspace, "load")
     venv = service / ".venv"
-    env = {**workspace.env, **SERVICE_ENVIRONMENT}
-    collection, tokens = _mint(service, package, core, env)
-    logs = workspace.fresh("load-logs")
-    logs.mkdir(parents=True)
     service_app = f"{package}.app:create_app"
     with running(start_server(ServerSpec("service", service_app, service, env), venv, logs)) as app:
         paths, payloads = _seed(app, collection, tokens)
@@ -402,6 +396,21 @@ def measure_load(workspace: Workspace, report: Report) -> None:
             _report(report, measured, options.connections, options.load_seconds)
             ours = {core: "ours: core/", package: "ours: template/"}
             _maybe_profile(workspace, report, rig, measured, ours)
+
+
+def _reference(
+    workspace: Workspace, label: str
+) -> tuple[str, Path, str, str, dict[str, str], str, dict[str, str], Path]:
+    """wrk, the reference service, its package and core modules, its environment, the widgets'
+    path, the tokens, and a fresh folder for the servers' logs."""
+    wrk = ensure_wrk()
+    service = workspace.reference_service()
+    package, core = service_modules(service)
+    env = {**workspace.env, **SERVICE_ENVIRONMENT}
+    collection, tokens = _mint(service, package, core, env)
+    logs = workspace.fresh(f"{label}-logs")
+    logs.mkdir(parents=True)
+    return wrk, service, package, core, env, collection, tokens, logs
 
 
 def _mint(
@@ -863,3 +872,106 @@ def _report_postgres(
             alternation, baseline, "every POST adds a row; the processes keep none"
         )
     ]
+
+
+TELEMETRY_TARGET = Target(">=", 0.95, on="ratio")
+"""DESIGN.md: tracing on (10 % sampled) and metrics on cost at most 5 % of the throughput."""
+TELEMETRY_ENVIRONMENT = {"TRACE_SAMPLE_RATIO": "0.1", "METRICS": "true"}
+CLIENT_TARGET = Target("<=", 1.2, on="ratio")
+"""The core's client: at most 1.2x the time of a bare httpx.AsyncClient call."""
+CLIENT_SCRIPT = """
+import asyncio, io, sys, time
+import httpx
+from {package}.settings import Settings
+from {core} import InternalClient, configure_logging
+url, rounds, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+settings = Settings(_env_file=None)
+configure_logging(service_name="bench", stream=io.StringIO())  # the call line is written
+
+async def timed(get):
+    started = time.perf_counter()
+    for _ in range(calls):
+        (await get("/livez")).raise_for_status()
+    return (time.perf_counter() - started) / calls * 1e6
+
+async def main():
+    async with httpx.AsyncClient(base_url=url) as bare, InternalClient(
+        settings.core_settings(), callee="bench", base_url=url
+    ) as client:
+        for warm_up in (bare.get, client.get):
+            await timed(warm_up)
+        for _ in range(rounds):
+            print("BENCH_CALL", await timed(bare.get), await timed(client.get), flush=True)
+
+asyncio.run(main())
+"""
+"""Run in the service's venv on the load CPU: per round, microseconds per sequential GET /livez of
+the plain service, by a bare httpx.AsyncClient and by the core's InternalClient."""
+
+
+def measure_telemetry(workspace: Workspace, report: Report) -> None:
+    """The service with tracing (10 % sampled, spans exported to a local OTLP receiver) and
+    metrics on, sharing CPU 0 with the same service with both off; then the core's client
+    against a bare httpx client, calling the plain service."""
+    from smplcore.testing import otlp_receiver  # noqa: PLC0415 - the tooling's core, not the service's
+
+    options = workspace.options
+    wrk, service, package, core, env, collection, tokens, logs = _reference(workspace, "telemetry")
+    venv = service / ".venv"
+    app = f"{package}.app:create_app"
+    with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver())
+        traced_env = {
+            **env,
+            **TELEMETRY_ENVIRONMENT,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        }
+        plain, traced = (
+            stack.enter_context(
+                running(start_server(ServerSpec(name, app, service, spec), venv, logs))
+            )
+            for name, spec in (("plain", env), ("traced", traced_env))
+        )
+        paths = {
+            name: _seed(server, collection, tokens)[0]
+            for name, server in (("plain", plain), ("traced", traced))
+        }
+        generator = LoadGenerator(wrk, options.connections, tokens)
+        rig = Rig({"plain": plain, "traced": traced}, paths["plain"], generator, perf=False)
+        for endpoint in ENDPOINTS[1:]:  # the page and the POST: the same path on both servers
+            rounds = [
+                _load_together(rig, endpoint, plain, traced, options.load_seconds)
+                for _ in range(options.load_rounds)
+            ]
+            figure = _throughput_figure(
+                f"{endpoint.name}, tracing (10 %) and metrics on, sharing one CPU with both off,"
+                " req/s",
+                [on for _, on in rounds],
+                [off for off, _ in rounds],
+                "the same service, both off, at the same time",
+                f"{len(receiver.spans())} spans exported to a local OTLP receiver",
+            )
+            report.figures.append(replace(figure, section="telemetry", target=TELEMETRY_TARGET))
+        script = CLIENT_SCRIPT.format(package=package, core=core)
+        args = ["taskset", "-c", LOAD_CPU, str(venv / "bin" / "python"), "-c", script]
+        output = run(
+            [*args, plain.url(""), str(options.load_rounds), "300"], cwd=service, env=env
+        ).stdout
+        pairs = [
+            tuple(map(float, line.split()[1:]))
+            for line in output.splitlines()
+            if line.startswith("BENCH_CALL")
+        ]
+        report.figures.append(
+            Figure(
+                section="telemetry",
+                name="one call to another service (GET /livez), us per call",
+                unit="us",
+                value=Summary.of([client for _, client in pairs]),
+                baseline_name="a bare httpx.AsyncClient call",
+                baseline=Summary.of([bare for bare, _ in pairs]),
+                ratio=Summary.of([client / bare for bare, client in pairs]),
+                target=CLIENT_TARGET,
+                note="InternalClient: token (cached), headers, retry loop, the call log line",
+            )
+        )

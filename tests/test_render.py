@@ -84,7 +84,7 @@ def test_pyproject_pins_the_core_to_the_private_index(
 ) -> None:
     service = render(core_version="~=1.0")
     pyproject = tomllib.loads((service.path / "pyproject.toml").read_text())
-    assert "smplkit-core~=1.0" in pyproject["project"]["dependencies"]
+    assert "smplkit-core[telemetry]~=1.0" in pyproject["project"]["dependencies"]
     [index] = [index for index in pyproject["tool"]["uv"]["index"] if index["name"] == "private"]
     assert index == {"name": "private", "url": core_index_url, "explicit": True}
     assert pyproject["tool"]["uv"]["sources"]["smplkit-core"] == {"index": "private"}

@@ -542,7 +542,7 @@ def test_the_deploy_fills_every_placeholder_of_the_task_definition(
         text = json.dumps(task)
         assert not re.findall(r"__[A-Z_]+__", text)
         assert task["family"] == f"{answer(service, 'service_name')}-{environment}"
-        (container,) = task["containerDefinitions"]
+        container, _collector = task["containerDefinitions"]
         variables = {item["name"]: item["value"] for item in container["environment"]}
         assert variables["ENVIRONMENT"] == environment
         secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
@@ -764,7 +764,7 @@ def test_task_definition_runs_the_image_as_the_image_expects(service: GeneratedS
     assert (
         document["executionRoleArn"] == f"arn:aws:iam::{account}:role/{name}-production-execution"
     )
-    (container,) = document["containerDefinitions"]
+    container, _collector = document["containerDefinitions"]
     assert container["name"] == name
     assert container["user"] == "10001:10001"
     assert container["readonlyRootFilesystem"] is True
@@ -796,6 +796,28 @@ def test_task_definition_runs_the_image_as_the_image_expects(service: GeneratedS
     assert logs["logDriver"] == "awslogs"
     assert logs["options"]["awslogs-group"] == f"/ecs/{name}-production"
     assert logs["options"]["awslogs-region"] == region
+
+
+def test_task_definition_sends_traces_to_the_collector_beside_the_service(
+    service: GeneratedService,
+) -> None:
+    """Traces go to the OpenTelemetry collector in the same task (on to X-Ray); metrics ride on
+    the log lines (CloudWatch embedded metric format), so they need no collector."""
+    container, collector = task_definition(service, "production")["containerDefinitions"]
+    environment = {item["name"]: item["value"] for item in container["environment"]}
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
+    assert environment["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment.name=production"
+    assert float(environment["TRACE_SAMPLE_RATIO"]) == 0.1
+    assert environment["METRICS"] == "true"
+    assert container["dependsOn"] == [{"containerName": "otel-collector", "condition": "START"}]
+    assert collector["name"] == "otel-collector"
+    assert re.fullmatch(
+        r"public\.ecr\.aws/aws-observability/aws-otel-collector:v\d+\.\d+\.\d+", collector["image"]
+    )
+    assert collector["command"] == ["--config=/etc/ecs/ecs-xray.yaml"]
+    # A collector that stops loses traces, never the service's requests.
+    assert collector["essential"] is False
+    assert collector["logConfiguration"]["options"]["awslogs-stream-prefix"] == "otel-collector"
 
 
 def test_task_definition_health_check_is_the_image_health_check(service: GeneratedService) -> None:

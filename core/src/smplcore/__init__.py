@@ -1,8 +1,9 @@
 """smplcore: the shared core of smplkit services.
 
 JSON:API documents and errors, request logging, authentication and the subscription
-catalog, wired into a FastAPI app by :func:`install_core`. Every public name is importable
-from its module and from here.
+catalog, wired into a FastAPI app by :func:`install_core`; calls to other services
+(:class:`InternalClient`), traces and metrics (:mod:`smplcore.telemetry`). Every public name
+is importable from its module and from here.
 """
 
 import warnings
@@ -15,6 +16,7 @@ from smplcore.auth import (
     CurrentAccount,
     CurrentInternalCaller,
     InternalCaller,
+    InternalTokens,
     TokenVerifier,
     current_account,
     internal_caller,
@@ -29,6 +31,7 @@ from smplcore.catalog import (
     load_catalog,
     require_feature,
 )
+from smplcore.client import InternalClient
 from smplcore.errors import (
     BadRequestError,
     ConflictError,
@@ -64,7 +67,8 @@ from smplcore.jsonapi import (
 )
 from smplcore.logging import configure_logging, current_request_id
 from smplcore.middleware import RequestContextMiddleware
-from smplcore.settings import AuthSettings, CoreSettings
+from smplcore.settings import AuthSettings, ClientSettings, CoreSettings, TelemetrySettings
+from smplcore.telemetry import span, start_telemetry, trace_headers
 
 if TYPE_CHECKING:  # deprecated here (they need the `testing` extra): see __getattr__
     from smplcore.testing import assert_jsonapi_document as assert_jsonapi_document
@@ -97,6 +101,7 @@ __all__ = [
     "AuthSettings",
     "BadRequestError",
     "Catalog",
+    "ClientSettings",
     "CollectionDocument",
     "ConflictError",
     "CoreSettings",
@@ -106,7 +111,9 @@ __all__ = [
     "ExistingResource",
     "ForbiddenError",
     "InternalCaller",
+    "InternalClient",
     "InternalServerError",
+    "InternalTokens",
     "JsonApiResponse",
     "MethodNotAllowedError",
     "NewResource",
@@ -120,6 +127,7 @@ __all__ = [
     "ResourceDocument",
     "ServiceUnavailableError",
     "SmplkitError",
+    "TelemetrySettings",
     "Tier",
     "TokenVerifier",
     "UnauthorizedError",
@@ -141,4 +149,7 @@ __all__ = [
     "page_params",
     "require_feature",
     "resource_document",
+    "span",
+    "start_telemetry",
+    "trace_headers",
 ]

@@ -22,6 +22,7 @@ from smplcore.jsonapi import JSONAPI_MEDIA_TYPE, CreateDocument, UpdateDocument
 from smplcore.logging import configure_logging
 from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import CoreSettings
+from smplcore.telemetry import start_telemetry
 
 __all__ = ["install_core"]
 
@@ -74,7 +75,9 @@ def install_core(
       caller (``require_feature``, ``CurrentAccount``, ...) need a token;
     - the OpenAPI document declares ``application/vnd.api+json`` bodies, the bearer token
       each route needs and the JSON:API errors it can answer;
-    - token verifier and catalog (default :data:`DEFAULT_CATALOG`) on ``app.state``.
+    - token verifier and catalog (default :data:`DEFAULT_CATALOG`) on ``app.state``;
+    - the traces and metrics ``settings.telemetry`` asks for (:mod:`smplcore.telemetry`; all
+      off by default).
     """
     if access is None:
         warnings.warn(
@@ -94,6 +97,7 @@ def install_core(
         json_paths={path for path in (app.openapi_url,) if path},
         access=access,
         verifier=None if access is None else verifier,
+        telemetry=start_telemetry(settings),
     )
     setattr(app.state, _SETTINGS_STATE_KEY, settings)
     setattr(app.state, VERIFIER_STATE_KEY, verifier)

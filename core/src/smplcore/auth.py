@@ -11,6 +11,7 @@ The request-context middleware verifies each request's token once, under the app
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -37,6 +38,7 @@ __all__ = [
     "CurrentAccount",
     "CurrentInternalCaller",
     "InternalCaller",
+    "InternalTokens",
     "TokenVerifier",
     "current_account",
     "get_verifier",
@@ -385,3 +387,41 @@ def issue_internal_token(
     return jwt.encode(
         claims, settings.auth.internal_token_secret.get_secret_value(), algorithm=INTERNAL_ALGORITHM
     )
+
+
+_tokens_logger = logging.getLogger("smplcore.auth")
+
+
+class InternalTokens:
+    """The internal tokens this service sends, one per audience, each reused until it nears
+    its expiry.
+
+    A token is renewed once less than a fifth of its life (at most 30 seconds) is left, so a
+    callee never sees one that expires on the way. ``clock`` tells when a cached token is due
+    for renewal (tests replace it); tokens are issued on the system's clock.
+    """
+
+    def __init__(self, settings: CoreSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        ttl = settings.auth.internal_token_ttl_seconds
+        self._renew_before = min(30.0, ttl / 5)
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def token_for(self, audience: str) -> str:
+        """A token for calling ``audience``: the cached one, or a new one."""
+        cached = self._tokens.get(audience)
+        now = self.clock()
+        if cached is not None and now < cached[1] - self._renew_before:
+            return cached[0]
+        ttl = self.settings.auth.internal_token_ttl_seconds
+        token = issue_internal_token(self.settings, audience=audience)
+        self._tokens[audience] = (token, now + ttl)
+        _tokens_logger.info(
+            "internal token issued", extra={"audience": audience, "expires_in_s": ttl}
+        )
+        return token
+
+    def forget(self, audience: str) -> None:
+        """Drop the cached token for ``audience`` (the callee refused it): the next is new."""
+        self._tokens.pop(audience, None)

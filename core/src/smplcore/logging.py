@@ -1,10 +1,11 @@
 """JSON logging.
 
 Every line is one JSON object on stdout with ``timestamp``, ``level``, ``logger``,
-``service``, ``event``, the fields passed as ``extra`` and, while a request runs, its
-``request_id`` and its caller (``account_id`` or ``caller``). One formatter writes every line,
-the request-context middleware's one ``request`` line per request (:func:`log_request`)
-included.
+``service``, ``event``, the fields passed as ``extra``, while a request runs, its
+``request_id`` and its caller (``account_id`` or ``caller``) and, while tracing is on (see
+:mod:`smplcore.telemetry`), the ``trace_id`` and ``span_id`` of the current span. One
+formatter writes every line, the request-context middleware's one ``request`` line per request
+(:func:`log_request`) included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 import warnings
 from _json import encode_basestring, make_encoder
+from collections.abc import Callable
 from typing import IO, Any, Final
 
 from typing_extensions import deprecated
@@ -40,7 +42,8 @@ def current_request_id() -> str | None:
 # load, the core's figure).
 _encode = make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
 _LINE_MEMBERS: Final = frozenset({"timestamp", "level", "logger", "service", "event"})
-_MEMBERS: Final = _LINE_MEMBERS | {"request_id", "account_id", "caller"}
+_TRACE_MEMBERS: Final = frozenset({"trace_id", "span_id"})
+_MEMBERS: Final = _LINE_MEMBERS | _TRACE_MEMBERS | {"request_id", "account_id", "caller"}
 """What a line can hold before its fields: a field of the same name is left out."""
 
 _NOT_EXTRA: Final = frozenset(
@@ -90,8 +93,15 @@ class JsonFormatter(logging.Formatter):
                 line += f',"account_id":{encode_basestring(context.account.account_id)}'
             if context.caller is not None:
                 line += f',"caller":{encode_basestring(context.caller.service)}'
+        trace_members = _installed.trace_members
+        traced = ""
+        if trace_members is not None:
+            traced = trace_members()
+            line += traced
         if not _MEMBERS.isdisjoint(fields):
             written = _members_written(context)
+            if traced:
+                written |= _TRACE_MEMBERS
             fields = {k: v for k, v in fields.items() if k not in written}
         if not fields:
             return line + "}"
@@ -128,6 +138,8 @@ class _Installed:
 
     handler: logging.StreamHandler[Any] | None = None
     formatter: JsonFormatter | None = None
+    trace_members: Callable[[], str] | None = None
+    """The current span's ids as members of a line, while tracing is on."""
 
 
 _installed = _Installed()
@@ -151,6 +163,12 @@ def log_request(fields: dict[str, Any], *, error: bool) -> None:
         line = formatter.render(time.time(), name, _request_logger.name, "request", fields)
         handler.stream.write(line + "\n")
         handler.stream.flush()
+
+
+def set_trace_members(members: Callable[[], str] | None) -> None:
+    """What every line adds after the request's members: ``members()`` (``,"trace_id":...``),
+    or nothing (``None``). :func:`smplcore.telemetry.start_telemetry` sets it."""
+    _installed.trace_members = members
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,7 +195,8 @@ def configure_logging(
 
     Idempotent: calling it again replaces the previous configuration. Uvicorn's loggers
     go through the same handler, and its access log is silenced (the request-context
-    middleware writes one line per request instead). When the service has imported
+    middleware writes one line per request instead), as is httpx's line per request (the
+    internal client writes its own). When the service has imported
     structlog, structlog's loggers are routed through the same handler too.
     """
     root = logging.getLogger()
@@ -198,6 +217,8 @@ def configure_logging(
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
+    # httpx's own line per request says less than smplcore.client's call line
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if "structlog" in sys.modules:
         _route_structlog()
 

@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import Collection, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,9 @@ from smplcore.errors import (
 )
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
 from smplcore.logging import log_request
+
+if TYPE_CHECKING:
+    from smplcore.telemetry import RequestTelemetry
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware"]
 
@@ -53,7 +56,9 @@ class RequestContextMiddleware:
     - an unhandled exception is logged with the request id and becomes a JSON:API 500
       without any exception text;
     - one ``request`` log line at the end: request id, account id or calling service (when
-      authenticated), method, path, status, duration.
+      authenticated), method, path, status, duration;
+    - with ``telemetry`` (:func:`smplcore.telemetry.start_telemetry`'s): a span around the
+      request, named by its route template, and the request line's metrics.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class RequestContextMiddleware:
         json_paths: Collection[str] = (),
         access: AccessPolicy | None = None,
         verifier: TokenVerifier | None = None,
+        telemetry: RequestTelemetry | None = None,
     ) -> None:
         if (access is None) != (verifier is None):
             raise ValueError("an access policy needs the verifier that checks its tokens")
@@ -70,6 +76,7 @@ class RequestContextMiddleware:
         self.json_paths = frozenset(json_paths)
         self.access = access
         self.verifier = verifier
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +94,8 @@ class RequestContextMiddleware:
         request_id_header = (_REQUEST_ID, request_id.encode())
         context = RequestContext(request_id)
         token = request_context.set(context)
+        telemetry = self.telemetry
+        span = None if telemetry is None else telemetry.request_started(scope["method"], headers)
         path: str = scope["path"]
         refusal = _negotiation_refusal(headers) or self._authentication_refusal(
             path, headers, context
@@ -123,7 +132,10 @@ class RequestContextMiddleware:
                 "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
             }
-            log_request(fields, error=status >= 500)
+            if telemetry is None:
+                log_request(fields, error=status >= 500)
+            else:
+                telemetry.request_finished(span, scope, fields)
             request_context.reset(token)
 
     def _authentication_refusal(

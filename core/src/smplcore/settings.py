@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 if TYPE_CHECKING:
     from jwt.algorithms import Algorithm
 
-__all__ = ["MAX_INTERNAL_TOKEN_TTL", "SERVICE_NAME_PATTERN", "AuthSettings", "CoreSettings"]
+__all__ = [
+    "MAX_INTERNAL_TOKEN_TTL",
+    "SERVICE_NAME_PATTERN",
+    "AuthSettings",
+    "ClientSettings",
+    "CoreSettings",
+    "TelemetrySettings",
+]
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 """Kebab-case: lower-case letters and digits in dash-separated words, starting with a letter."""
@@ -120,6 +127,68 @@ class AuthSettings(BaseModel):
         return all(isinstance(known[name], HMACAlgorithm) for name in self.account_token_algorithms)
 
 
+class TelemetrySettings(BaseModel):
+    """Traces and metrics: both off unless asked for.
+
+    Traces are OpenTelemetry spans exported over OTLP/HTTP (the ``telemetry`` extra installs the
+    SDK; nothing of it is imported while ``otlp_endpoint`` is unset). Metrics are CloudWatch
+    embedded metric format members on the request and call log lines.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    otlp_endpoint: str | None = None
+    """Base URL of an OTLP/HTTP receiver (``http://localhost:4318``, the collector beside the
+    service); spans go to ``{otlp_endpoint}/v1/traces``. ``None``: no tracing."""
+    trace_sample_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Share of the traces this service starts that are recorded; a request that comes with a
+    ``traceparent`` follows its caller's decision."""
+    metrics: bool = False
+    """Rate, errors and duration per route template and per callee, as CloudWatch embedded
+    metrics in the request and call log lines."""
+    metrics_namespace: Annotated[str, Field(min_length=1, max_length=255)] = "smplkit/services"
+    """The CloudWatch namespace of those metrics."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+            raise ValueError(f"otlp_endpoint must be an http(s) URL, not {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def tracing(self) -> bool:
+        """Whether spans are recorded and exported."""
+        return self.otlp_endpoint is not None
+
+
+class ClientSettings(BaseModel):
+    """How :class:`smplcore.client.InternalClient` calls another service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect_timeout: Annotated[float, Field(gt=0)] = 1.0
+    """Seconds to open a connection."""
+    read_timeout: Annotated[float, Field(gt=0)] = 5.0
+    """Seconds to wait for each part of the answer (and to send the request)."""
+    total_timeout: Annotated[float, Field(gt=0)] = 10.0
+    """Seconds for the whole call, retries and their waits included."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Further attempts of an idempotent call after a connection error, a timeout or a 502, 503
+    or 504; other calls are never retried."""
+    backoff_seconds: Annotated[float, Field(ge=0)] = 0.1
+    """The first wait before a retry; each next one doubles, with full jitter, unless the callee
+    sent ``Retry-After``."""
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> ClientSettings:
+        if self.total_timeout < self.connect_timeout:
+            raise ValueError("total_timeout must be at least connect_timeout")
+        return self
+
+
 class CoreSettings(BaseModel):
     """Everything the core needs from the service."""
 
@@ -129,6 +198,7 @@ class CoreSettings(BaseModel):
     """Kebab-case: audience of internal tokens sent to this service, issuer of those it sends."""
     auth: AuthSettings
     log_level: str = "INFO"
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("service_name")
     @classmethod

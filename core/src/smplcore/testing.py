@@ -2,28 +2,41 @@
 
 ``make_account_token`` signs account tokens with the service's own (HS*) test settings;
 ``assert_jsonapi_document``/``assert_jsonapi_response`` check documents against the
-official JSON:API 1.0 schema, of which smplcore ships a byte-identical copy.
+official JSON:API 1.0 schema, of which smplcore ships a byte-identical copy;
+``otlp_receiver`` collects the spans a service exports, decoded from OTLP's own protobuf.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol, cast
 
 import jwt
 from jsonschema import Draft7Validator, ValidationError, validators
 from jsonschema.protocols import Validator
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from referencing import Registry
 
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
 from smplcore.settings import CoreSettings
 
 __all__ = [
+    "OtlpReceiver",
+    "ReceivedSpan",
     "ResponseLike",
     "assert_jsonapi_document",
     "assert_jsonapi_response",
@@ -31,6 +44,7 @@ __all__ = [
     "jsonapi_schema",
     "jsonapi_validator",
     "make_account_token",
+    "otlp_receiver",
     "validator_for_schema",
 ]
 
@@ -178,3 +192,121 @@ def assert_jsonapi_response(response: ResponseLike, status: int) -> dict[str, An
         raise AssertionError(f"the body is not JSON: {body_preview}") from None
     assert_jsonapi_document(document)
     return cast("dict[str, Any]", document)  # the schema requires an object
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """A span as an OTLP receiver decoded it; ids in lower-case hex, as log lines carry them."""
+
+    sender: str
+    """The path the exporter posted to, before ``/v1/traces`` (tells senders apart)."""
+    service: str
+    """The ``service.name`` of the span's resource."""
+    name: str
+    kind: str
+    """``SERVER``, ``CLIENT``, ``INTERNAL``, ``PRODUCER`` or ``CONSUMER``."""
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    """Empty for a trace's first span."""
+    attributes: dict[str, Any]
+    failed: bool
+
+
+class OtlpReceiver:
+    """The spans exported to :attr:`endpoint` so far (see :func:`otlp_receiver`)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._spans: list[ReceivedSpan] = []
+        self._lock = threading.Lock()
+
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return list(self._spans)
+
+    def wait_for(
+        self, predicate: Callable[[list[ReceivedSpan]], bool], *, timeout: float = 15
+    ) -> list[ReceivedSpan]:
+        """The spans once ``predicate(spans)`` holds; ``AssertionError`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not predicate(spans := self.spans()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such spans within {timeout} s; received: {spans}")
+            time.sleep(0.05)
+        return spans
+
+    def receive(self, sender: str, request: ExportTraceServiceRequest) -> None:
+        received = [
+            _received(sender, _attributes(resource_spans.resource.attributes), span)
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
+        with self._lock:
+            self._spans += received
+
+
+def _received(sender: str, resource: dict[str, Any], span: Span) -> ReceivedSpan:
+    return ReceivedSpan(
+        sender=sender,
+        service=str(resource.get("service.name", "")),
+        name=span.name,
+        kind=Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex(),
+        attributes=_attributes(span.attributes),
+        failed=span.status.code == Status.STATUS_CODE_ERROR,
+    )
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    """OTLP ``KeyValue``s as a dict of plain values (strings, numbers, booleans)."""
+    return {
+        pair.key: getattr(pair.value, pair.value.WhichOneof("value") or "string_value")
+        for pair in pairs
+    }
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP (protobuf) trace receiver on a free loopback port, for a test's lifetime.
+
+    Point a service's ``otlp_endpoint`` at ``receiver.endpoint`` (add a path, e.g.
+    ``/orders``, to tell several services apart: it is each span's ``sender``).
+    """
+    receiver: OtlpReceiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            sender, _, signal = self.path.rpartition("/v1/")
+            if signal != "traces":
+                self.send_error(404)
+                return
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            receiver.receive(sender, request)
+            answer = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver = OtlpReceiver(f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

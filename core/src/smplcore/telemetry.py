@@ -1,0 +1,220 @@
+"""Traces and metrics: one request followed across services, and each service's rate, errors and
+duration per route and per callee.
+
+Both are off unless the service's :class:`~smplcore.settings.TelemetrySettings` ask for them,
+and cost nothing then: OpenTelemetry is not even imported.
+
+- **Traces** (``otlp_endpoint`` set; the ``telemetry`` extra): a span per request, named by its
+  route template (``GET /v1/widgets/{widget_id}``), a child span per call made through
+  :class:`~smplcore.client.InternalClient`, and the W3C ``traceparent`` passed on to the callee.
+  Every log line written inside a span carries its ``trace_id`` and ``span_id``. Spans are
+  sampled at ``trace_sample_ratio`` where a trace starts (a request that comes with a
+  ``traceparent`` follows its caller's decision) and exported over OTLP/HTTP in the background.
+- **Metrics** (``metrics``): CloudWatch embedded metric format (EMF) members on the request
+  line (``duration_ms`` and ``error`` by service, method and route template) and on the call
+  line (by service and callee). On ECS the log driver already sends these lines to CloudWatch
+  Logs, which turns them into metrics: no agent, no exporter, nothing more per request than a
+  few members of a line that is written anyway.
+
+Code that runs outside a request (a queue worker, a job) records its own spans with
+:func:`span`, starting from the ``traceparent`` a message carries, and passes its trace on with
+:func:`trace_headers`; its log lines carry the ids like a request's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from smplcore import logging as core_logging
+from smplcore.errors import api_routes
+from smplcore.settings import CoreSettings
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+    from smplcore._tracing import Tracing
+
+__all__ = [
+    "Span",
+    "SpanKind",
+    "span",
+    "start_telemetry",
+    "trace_headers",
+]
+
+SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
+UNMATCHED_ROUTE: Final = "(unmatched)"
+"""The route label of a request no route answered (an unknown path, a refused token)."""
+
+
+class Span(Protocol):
+    """What code can record on the span :func:`span` opened."""
+
+    def set_attribute(self, key: str, value: str | int | float | bool) -> None: ...
+
+    def fail(self, description: str) -> None:
+        """Mark the span as failed."""
+
+
+class _NoSpan:
+    """The span of :func:`span` while tracing is off: records nothing."""
+
+    def set_attribute(self, key: str, value: str | int | float | bool) -> None:
+        pass
+
+    def fail(self, description: str) -> None:
+        pass
+
+
+_NO_SPAN: Final = _NoSpan()
+
+
+class _Active:
+    """What :func:`start_telemetry` turned on for the process."""
+
+    tracing: Tracing | None = None
+    metrics: Metrics | None = None
+
+
+_active = _Active()
+
+
+def start_telemetry(settings: CoreSettings) -> RequestTelemetry | None:
+    """Turn on what ``settings.telemetry`` asks for, for the whole process (and off what it does
+    not); the request middleware's part of it, or ``None`` when all is off.
+
+    :func:`smplcore.install_core` calls it; a process without an app (a worker) calls it once
+    at start-up. Spans still waiting to be exported by an earlier call's exporter are flushed.
+    """
+    telemetry = settings.telemetry
+    if _active.tracing is not None:
+        _active.tracing.shutdown()
+        _active.tracing = None
+    if telemetry.tracing:
+        from smplcore._tracing import Tracing  # noqa: PLC0415 - only a traced service imports the SDK
+
+        _active.tracing = Tracing(settings)
+    _active.metrics = (
+        Metrics(telemetry.metrics_namespace, settings.service_name) if telemetry.metrics else None
+    )
+    core_logging.set_trace_members(None if _active.tracing is None else _active.tracing.log_members)
+    if _active.tracing is None and _active.metrics is None:
+        return None
+    return RequestTelemetry(_active.tracing, _active.metrics)
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = "internal",
+    carrier: Mapping[str, str] | None = None,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
+) -> Iterator[Span]:
+    """A span around the block: a child of the current one, or of the trace whose W3C
+    ``traceparent`` is in ``carrier`` (a message's attributes, a request's headers). An
+    exception that leaves the block marks it failed. While tracing is off: nothing, at the cost
+    of a function call."""
+    tracing = _active.tracing
+    if tracing is None:
+        yield _NO_SPAN
+        return
+    with tracing.span(name, kind=kind, carrier=carrier, attributes=attributes) as opened:
+        yield opened
+
+
+def trace_headers() -> dict[str, str]:
+    """The W3C trace context of the current span (``traceparent``, ``tracestate``) to send
+    with a call or a message; empty while tracing is off or outside any span."""
+    tracing = _active.tracing
+    return {} if tracing is None else tracing.headers()
+
+
+def call_metrics(fields: dict[str, Any], *, failed: bool) -> None:
+    """Add the call line's metrics to ``fields`` (the client's), when metrics are on."""
+    metrics = _active.metrics
+    if metrics is not None:
+        metrics.add(fields, metrics.call_directive, failed=failed)
+
+
+class Metrics:
+    """CloudWatch embedded metric format: the ``_aws`` member naming which members of a line are
+    metrics and which are their dimensions, added to the request and call lines.
+
+    The dimensions are bounded: the service, the method and the route template of a request
+    (never its path), the callee of a call.
+    """
+
+    def __init__(self, namespace: str, service: str) -> None:
+        self.service = service
+        self.request_directive = self._directive(
+            namespace, [["service", "method", "route"], ["service"]]
+        )
+        self.call_directive = self._directive(namespace, [["service", "callee"]])
+
+    @staticmethod
+    def _directive(namespace: str, dimensions: list[list[str]]) -> dict[str, Any]:
+        return {
+            "Namespace": namespace,
+            "Dimensions": dimensions,
+            "Metrics": [
+                {"Name": "duration_ms", "Unit": "Milliseconds"},
+                {"Name": "error", "Unit": "Count"},
+            ],
+        }
+
+    @staticmethod
+    def add(fields: dict[str, Any], directive: dict[str, Any], *, failed: bool) -> None:
+        """``error`` (1 for a failure, else 0: its average is the error rate, its sample count
+        the request rate) and the ``_aws`` member, on a line that has ``duration_ms``."""
+        fields["error"] = int(failed)
+        fields["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [directive]}
+
+
+class RequestTelemetry:
+    """The request middleware's part: a server span around each request, its route template,
+    and the request line's metrics."""
+
+    def __init__(self, tracing: Tracing | None, metrics: Metrics | None) -> None:
+        self.tracing = tracing
+        self.metrics = metrics
+        self._templates: dict[int, str] = {}
+
+    def request_started(self, method: str, headers: Mapping[bytes, bytes]) -> object | None:
+        """The request's span, started (and current) before the app runs."""
+        return None if self.tracing is None else self.tracing.start_request(method, headers)
+
+    def request_finished(
+        self, started: object | None, scope: Scope, fields: dict[str, Any]
+    ) -> None:
+        """Name the span and the metrics by the route template, write the request line (inside
+        the span), then end the span."""
+        status: int = fields["status"]
+        route = self.route_template(scope)
+        if self.metrics is not None:
+            fields["route"] = route or UNMATCHED_ROUTE
+            self.metrics.add(fields, self.metrics.request_directive, failed=status >= 500)
+        core_logging.log_request(fields, error=status >= 500)
+        if self.tracing is not None and started is not None:
+            self.tracing.end_request(started, route, status)
+
+    def route_template(self, scope: Scope) -> str | None:
+        """The path template of the route that answered (``/v1/widgets/{widget_id}``), with the
+        prefixes of the routers it was included through; ``None`` when none did."""
+        route = scope.get("route")
+        if route is None:
+            return None
+        template = self._templates.get(id(route))
+        if template is None:
+            # FastAPI 0.165 keeps included routers nested: the route itself knows only its path
+            # within its router, the app's route contexts the full one.
+            self._templates = {
+                id(getattr(context, "original_route", context)): context.path_format
+                for context in api_routes(scope["app"])
+                if isinstance(getattr(context, "path_format", None), str)
+            }
+            template = self._templates.setdefault(id(route), getattr(route, "path", "") or "")
+        return template or None

@@ -1,0 +1,188 @@
+"""Traces and metrics of a core app: spans named by route template, the caller's trace followed,
+trace ids in every log line, EMF metrics on the request line; and nothing of it while off."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from smplcore import (
+    AccessPolicy,
+    AuthSettings,
+    CoreSettings,
+    NotFoundError,
+    TelemetrySettings,
+    install_core,
+    span,
+    start_telemetry,
+    trace_headers,
+)
+from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
+
+ACCOUNT_KEY = "account-key-of-the-telemetry-tests-" + "0123456789abcdef" * 2
+INTERNAL_SECRET = "internal-secret-of-the-telemetry-tests-" + "0123456789abcdef" * 2
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+def settings_with(telemetry: TelemetrySettings) -> CoreSettings:
+    auth = AuthSettings(
+        account_token_key=SecretStr(ACCOUNT_KEY), internal_token_secret=SecretStr(INTERNAL_SECRET)
+    )
+    return CoreSettings(service_name="orders", auth=auth, telemetry=telemetry)
+
+
+def traced_app(telemetry: TelemetrySettings) -> FastAPI:
+    app = FastAPI()
+    install_core(
+        app,
+        settings_with(telemetry),
+        access=AccessPolicy(public_paths={"/v1/orders/o-1", "/v1/orders/o-9"}),
+    )
+    orders = APIRouter(prefix="/orders")
+
+    @orders.get("/{order_id}")
+    async def order(order_id: str) -> dict[str, Any]:
+        if order_id != "o-1":
+            raise NotFoundError("No such order")
+        with span("price the order") as priced:
+            priced.set_attribute("order.id", order_id)
+        return {"data": {"type": "orders", "id": order_id}}
+
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(orders)
+    app.include_router(v1)
+    return app
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch delay, in ms
+    with otlp_receiver() as receiving:
+        yield receiving
+        start_telemetry(settings_with(TelemetrySettings()))  # off again: the spans are sent
+
+
+def traced_client(receiver: OtlpReceiver) -> TestClient:
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint, trace_sample_ratio=1)
+    return TestClient(traced_app(telemetry))
+
+
+def request_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    return [line for line in lines if line["event"] == "request"]
+
+
+def named(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+    return {span.name: span for span in spans}
+
+
+def test_a_request_is_a_server_span_named_by_its_route_template(
+    receiver: OtlpReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traceparent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    response = traced_client(receiver).get("/v1/orders/o-1", headers={"traceparent": traceparent})
+    assert response.status_code == 200
+    spans = named(receiver.wait_for(lambda spans: len(spans) == 2))
+    assert set(spans) == {"GET /v1/orders/{order_id}", "price the order"}
+    server = spans["GET /v1/orders/{order_id}"]
+    assert (server.service, server.kind) == ("orders", "SERVER")
+    assert server.attributes["http.route"] == "/v1/orders/{order_id}"
+    assert server.attributes["http.response.status_code"] == 200
+    assert (server.trace_id, server.parent_span_id) == (CALLER_TRACE, CALLER_SPAN)
+    child = spans["price the order"]
+    assert (child.trace_id, child.parent_span_id) == (CALLER_TRACE, server.span_id)
+    assert child.attributes == {"order.id": "o-1"}
+    (line,) = request_lines(capsys)
+    assert (line["trace_id"], line["span_id"]) == (CALLER_TRACE, server.span_id)
+
+
+def test_a_request_without_a_route_is_named_by_its_method_alone(receiver: OtlpReceiver) -> None:
+    client = traced_client(receiver)
+    assert client.get("/v1/orders/o-9").status_code == 404
+    assert client.get("/v1/nothing-here").status_code == 401
+    spans = receiver.wait_for(lambda spans: len(spans) == 2)
+    assert sorted(span.name for span in spans) == ["GET", "GET /v1/orders/{order_id}"]
+    assert not any(span.failed for span in spans)
+
+
+def test_trace_headers_carry_the_current_span(receiver: OtlpReceiver) -> None:
+    traced_client(receiver)
+    with span("send a message", kind="producer") as sending:
+        sending.set_attribute("messaging.system", "aws_sqs")
+        headers = trace_headers()
+    with span("receive it", kind="consumer", carrier=headers):
+        pass
+    spans = named(receiver.wait_for(lambda spans: len(spans) == 2))
+    sent, received = spans["send a message"], spans["receive it"]
+    assert headers["traceparent"].startswith(f"00-{sent.trace_id}-{sent.span_id}-")
+    assert (received.trace_id, received.parent_span_id) == (sent.trace_id, sent.span_id)
+    assert (sent.kind, received.kind) == ("PRODUCER", "CONSUMER")
+
+
+def test_metrics_are_embedded_in_the_request_line(capsys: pytest.CaptureFixture[str]) -> None:
+    client = TestClient(traced_app(TelemetrySettings(metrics=True)))
+    client.get("/v1/orders/o-1")
+    client.get("/v1/orders/o-9")
+    client.get("/v1/nothing-here")
+    requests = request_lines(capsys)
+    assert [(line["route"], line["status"], line["error"]) for line in requests] == [
+        ("/v1/orders/{order_id}", 200, 0),
+        ("/v1/orders/{order_id}", 404, 0),
+        ("(unmatched)", 401, 0),
+    ]
+    (directive,) = requests[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["service", "method", "route"], ["service"]]
+    assert {metric["Name"] for metric in directive["Metrics"]} == {"duration_ms", "error"}
+    assert isinstance(requests[0]["_aws"]["Timestamp"], int)
+    assert "trace_id" not in requests[0]
+
+
+def test_with_telemetry_off_nothing_is_added_or_imported(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = TestClient(traced_app(TelemetrySettings()))
+    client.get("/v1/orders/o-1")
+    (line,) = request_lines(capsys)
+    assert set(line) == {
+        "timestamp",
+        "level",
+        "logger",
+        "service",
+        "event",
+        "request_id",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+    }
+    with span("anything") as nothing:
+        nothing.set_attribute("ignored", True)
+    assert trace_headers() == {}
+
+
+def test_the_sdk_is_imported_only_when_tracing_is_on() -> None:
+    """FastAPI 0.165 imports OpenTelemetry's API itself; the SDK and the exporter stay out, and
+    so does httpx until a client is made (each weighs on a service's import time)."""
+    script = (
+        "import sys; from fastapi import FastAPI; import smplcore.client; "
+        "from smplcore import install_core, AccessPolicy, CoreSettings, AuthSettings; "
+        f"auth = AuthSettings(account_token_key={ACCOUNT_KEY!r}, "
+        f"internal_token_secret={INTERNAL_SECRET!r}); "
+        "install_core(FastAPI(), CoreSettings(service_name='orders', auth=auth), "
+        "access=AccessPolicy()); "
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', "
+        "'opentelemetry.exporter', 'httpx'))))"
+    )
+    output = subprocess.run(  # noqa: S603 - this interpreter
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
