@@ -136,20 +136,15 @@ def run_report(arguments: argparse.Namespace, console: Console) -> int:
     return 1 if arguments.strict and failed else 0
 
 
-def run_update(arguments: argparse.Namespace, console: Console) -> int:
-    if arguments.push and not arguments.local:
-        raise FleetFileError("--push goes with --local (the workflows push their own branches)")
-    services = read_fleet(arguments)
-    known = {service.name for service in services}
-    unknown = sorted(set(arguments.only or []) - known)
-    if unknown:
-        raise FleetFileError(f"--only names no service of the fleet: {', '.join(unknown)}")
-    # A repository is updated whole: a workspace's root, then every service in it, on one branch,
-    # whichever of its lines --only names.
+def lagging_repositories(
+    services: list[Service], chosen: list[Service], console: Console
+) -> list[tuple[Repository, list[Service]]]:
+    """The repositories of the chosen lines that lag, each with its readable lines: a repository is
+    updated whole (a workspace's root, then every service in it, on one branch), whichever of its
+    lines --only names. Says which lines are skipped or up to date."""
     by_repository: dict[str, list[Service]] = {}
     for service in services:
         by_repository.setdefault(service.repository, []).append(service)
-    chosen = [s for s in services if not arguments.only or s.name in arguments.only]
     lagging: list[tuple[Repository, list[Service]]] = []
     for url in dict.fromkeys(service.repository for service in chosen):
         lines = by_repository[url]
@@ -162,6 +157,19 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
         else:
             for line in readable:
                 console.print(f"{line.name}: up to date ({line.version})")
+    return lagging
+
+
+def run_update(arguments: argparse.Namespace, console: Console) -> int:
+    if arguments.push and not arguments.local:
+        raise FleetFileError("--push goes with --local (the workflows push their own branches)")
+    services = read_fleet(arguments)
+    known = {service.name for service in services}
+    unknown = sorted(set(arguments.only or []) - known)
+    if unknown:
+        raise FleetFileError(f"--only names no service of the fleet: {', '.join(unknown)}")
+    chosen = [s for s in services if not arguments.only or s.name in arguments.only]
+    lagging = lagging_repositories(services, chosen, console)
     if arguments.local:
         keep_in: Path = arguments.output.resolve()
         keep_in.mkdir(parents=True, exist_ok=True)
