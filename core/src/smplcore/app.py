@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -96,6 +98,7 @@ def install_core(
         verifier=None if access is None else verifier,
     )
     setattr(app.state, _SETTINGS_STATE_KEY, settings)
+    app.router.lifespan_context = _frozen_after_start_up(app.router.lifespan_context)
     setattr(app.state, VERIFIER_STATE_KEY, verifier)
     setattr(app.state, CATALOG_STATE_KEY, DEFAULT_CATALOG if catalog is None else catalog)
 
@@ -107,6 +110,34 @@ def install_core(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _StartUp:
+    frozen = False
+
+
+def _frozen_after_start_up(
+    lifespan: Any,
+) -> Any:
+    """The app's lifespan, after whose start-up everything the process holds is moved out of the
+    cyclic garbage collector's reach (``gc.freeze``), once per process.
+
+    A full collection walks every tracked object: in a service, about 40 ms of start-up objects
+    (modules, FastAPI's and pydantic's schemas) that never become garbage. That pause landed on
+    the requests that arrived meanwhile, E's p99 at a fixed rate; frozen, a full collection
+    walks only what the process made since (bench: load, p99 at a fixed rate).
+    """
+
+    @asynccontextmanager
+    async def lifespan_then_freeze(app: Any) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            if not _StartUp.frozen:
+                _StartUp.frozen = True
+                gc.collect()
+                gc.freeze()
+            yield state
+
+    return lifespan_then_freeze
 
 
 def __getattr__(name: str) -> Any:
