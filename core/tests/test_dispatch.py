@@ -115,8 +115,10 @@ def create_app(settings: CoreSettings) -> FastAPI:
     return app
 
 
-BODY = {"data": {"type": "gadgets", "attributes": {"name": "b", "made_at": "2025-01-02T03:04:05Z"}}}
-REQUESTS = [
+BODY: dict[str, Any] = {
+    "data": {"type": "gadgets", "attributes": {"name": "b", "made_at": "2025-01-02T03:04:05Z"}}
+}
+REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/gadgets/a", {}),
     ("GET", "/v1/gadgets/a/raw", {}),
     ("GET", "/v1/gadgets", {}),
