@@ -105,6 +105,14 @@ def create_app(settings: CoreSettings) -> FastAPI:
     async def raw_gadget(name: str) -> dict[str, Any]:
         return {"meta": {"name": name}}
 
+    @router.get("/{name}/text", response_model=None)
+    async def gadget_text(name: str) -> Response:
+        return Response(f"gadget {name}", media_type="text/plain", headers={"X-Kind": "text"})
+
+    @router.get("/{name}/teapot")
+    async def gadget_teapot(name: str, store: StoreDep) -> ResourceDocument[Gadget]:
+        return Response(status_code=418)  # type: ignore[return-value]
+
     async def not_found(request: Request, error: Exception) -> Response:
         return Response(f"gone: {error}", status_code=410, media_type="text/plain")
 
@@ -121,6 +129,8 @@ BODY: dict[str, Any] = {
 REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/gadgets/a", {}),
     ("GET", "/v1/gadgets/a/raw", {}),
+    ("GET", "/v1/gadgets/a/text", {}),
+    ("GET", "/v1/gadgets/a/teapot", {}),
     ("GET", "/v1/gadgets", {}),
     ("GET", "/v1/gadgets?page%5Bsize%5D=1&page%5Bnumber%5D=2&sort=name", {}),
     ("GET", "/v1/gadgets?page%5Bsize%5D=0", {}),
@@ -185,10 +195,10 @@ def test_the_core_answers_exactly_as_fastapi(
     for request, mine, fastapis in zip(REQUESTS, ours, theirs, strict=True):
         assert mine == fastapis, request
     statuses = [status for status, *_ in ours]
-    assert statuses[:9] == [200, 200, 200, 200, 400, 200, 400, 404, 410]
-    assert statuses[9:] == [403, 401, 405, 405, 404, 201, 409, 422, 400, 422, 422]
+    assert statuses[:11] == [200, 200, 200, 418, 200, 200, 400, 200, 400, 404, 410]
+    assert statuses[11:] == [403, 401, 405, 405, 404, 201, 409, 422, 400, 422, 422]
     assert ours[0][3] == ["open acct-1", "closed"]
-    assert ours[8][3] == ["open acct-1", "rolled back"]  # the dependency saw the error
+    assert ours[10][3] == ["open acct-1", "rolled back"]  # the dependency saw the error
 
 
 def test_plain_requests_skip_fastapis_router_and_dependency_solver(

@@ -169,9 +169,14 @@ class _RouteHandler:
                         value = await call(**arguments)
                     if name is not None:
                         values[name] = value
-                content = self._serialize(await self.endpoint(**values))
-                started = True
-                await send_document(send, content, self.status_code, response)
+                result = await self.endpoint(**values)
+                if isinstance(result, Response):  # sent as it is, as FastAPI sends it
+                    started = True
+                    await result(request.scope, request.receive, send)
+                else:
+                    content = self._serialize(result)
+                    started = True
+                    await send_document(send, content, self.status_code, response)
         except Exception as error:
             if started:
                 raise
