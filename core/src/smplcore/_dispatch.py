@@ -5,10 +5,11 @@ FastAPI's order (an included router adds no level at request time). A route of a
 (:func:`~smplcore.catalog.feature_route`) whose signature the core knows is then served here: the
 feature check, the dependencies called directly (each takes only the ``Request``, or is the core's
 ``PageDep``), the endpoint, and the returned document serialized by its own model (FastAPI would
-validate it again first). Together this is about a third of a generated service's request (bench
-core-costs). Everything else goes through FastAPI unchanged: another route, a signature the table
-does not know, dependency overrides, FastAPI's telemetry, and any request whose inputs are not
-plainly valid (a bad page number, a body that fails validation), so every refusal is FastAPI's.
+validate it again first). That is 60 % of a generated service's GET of one widget (bench
+core-costs: 950k instructions before, 379k after) and half its POST. Everything else goes through
+FastAPI unchanged: another route, a signature the table does not know, dependency overrides,
+FastAPI's telemetry, and any request whose inputs are not plainly valid (a bad page number, a body
+that fails validation), so every refusal is FastAPI's.
 """
 
 from __future__ import annotations
