@@ -253,7 +253,7 @@ def _plain_body(field: Any, content_type: str | None, body: bytes) -> Any:
         return _NOT_PLAIN
     try:
         value, errors = field.validate(json.loads(body), {}, loc=("body",))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for json
         return _NOT_PLAIN
     return _NOT_PLAIN if errors else value
 
