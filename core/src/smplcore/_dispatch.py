@@ -105,7 +105,8 @@ class _RouteHandler:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, path_params: dict[str, str]
     ) -> Unserved | None:
-        """Serve the request (None), or leave it to FastAPI (before anything has run)."""
+        """Serve the request (None), or leave it to FastAPI before a dependency or the endpoint
+        has run."""
         if self.app.dependency_overrides or scope.get("fastapi.telemetry") is not None:
             return Unserved()
         scope["path_params"] = path_params
