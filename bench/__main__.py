@@ -38,7 +38,11 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         measure_time_to_green,
     ),
     "import": ("import time of the generated app", measure_imports),
-    "load": ("req/s, latency and memory under load, against bare FastAPI", measure_load),
+    "load": (
+        "req/s, CPU per request, p99 at a fixed rate and memory: the service against the "
+        "hand-written idiomatic API and bare FastAPI",
+        measure_load,
+    ),
     "load-postgres": (
         "the `database: postgres` service on a local PostgreSQL under load, against bare FastAPI "
         "and SQLAlchemy making the same queries",
@@ -54,8 +58,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         measure_affected,
     ),
     "core-costs": (
-        "instructions per request in-process: the core, the minimal request-logging layer "
-        "and one FastAPI dependency",
+        "instructions per request in-process (callgrind) of the load section's five servers",
         measure_core_costs,
     ),
     "fleet": ("`fleet report` on 20 services, against the clones alone", measure_fleet),
@@ -189,7 +192,7 @@ def describe_environment(options: Options, sections: Sequence[str]) -> dict[str,
         "load": (
             f"{options.load_rounds} rounds x {options.load_seconds} s per endpoint and server "
             f"(warm-up {options.load_warmup_seconds} s), {options.connections} connections, "
-            "server on CPU 0, wrk on CPU 1"
+            "server on CPU 0, wrk and httperf on CPU 1"
         ),
     }
 

@@ -6,8 +6,8 @@ holding them). The gap between this and the service is the cost of the core stac
 template's code; everything else (uvicorn, uvloop, httptools, FastAPI routing) is in both.
 
 Served by the generated service's own uvicorn and interpreter, so the versions are the same:
-`uvicorn bare_app:create_app --factory`, from a folder holding only this file (and
-bench/asgi_driver.py, which calls it in-process for the core-costs section).
+`uvicorn bare_app:create_app --factory`, from a folder of the bench's apps (bench/asgi_driver.py
+calls it in-process for the core-costs section).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI
+from fastapi import Body, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
@@ -33,9 +33,6 @@ request's account token; the probes are public) and every route a `feature_route
 widget routes are. The core's own figure."""
 MINIMAL_LAYER_VARIABLE = "BENCH_MINIMAL_LAYER"
 """`1`: wrap the same handlers in MinimalRequestLog instead: the floor under the core's figure."""
-ROUTE_DEPENDENCY_VARIABLE = "BENCH_ROUTE_DEPENDENCY"
-"""`noop`: an async dependency that does nothing on every route of the bare app, FastAPI's own
-price for one dependency, measured by bench/core_costs.py."""
 SERVICE_PUBLIC_PATHS = frozenset({"/livez", "/readyz"})
 """The paths the generated service's app.py declares public: its probes."""
 SERVICE_FEATURE = "widgets"
@@ -55,21 +52,16 @@ def create_app() -> FastAPI:
         if with_core:
             raise ValueError(f"{MINIMAL_LAYER_VARIABLE} measures a layer instead of the core")
         app.add_middleware(MinimalRequestLog)
-    dependencies: list[Any] = []
-    if os.environ.get(ROUTE_DEPENDENCY_VARIABLE):
-        if with_core:
-            raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE} measures a dependency on the bare app")
-        dependencies = _route_dependencies(os.environ[ROUTE_DEPENDENCY_VARIABLE])
 
-    @app.get(collection + "/{widget_id}", dependencies=dependencies)
+    @app.get(collection + "/{widget_id}")
     async def get_widget(widget_id: str) -> dict[str, Any]:  # noqa: ARG001 - routing only
         return one
 
-    @app.get(collection, dependencies=dependencies)
+    @app.get(collection)
     async def list_widgets() -> dict[str, Any]:
         return page
 
-    @app.post(collection, status_code=201, dependencies=dependencies)
+    @app.post(collection, status_code=201)
     async def create_widget(document: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         del document  # decoded like the service's body, then unused: no validation, no storage
         return created
@@ -88,16 +80,6 @@ def _with_core(app: FastAPI, modules: str | None) -> bool:
     core_module.install_core(app, settings.core_settings(), access=access)
     app.router.route_class = core_module.feature_route(SERVICE_FEATURE)
     return True
-
-
-async def _nothing() -> None:
-    """A dependency that does nothing: FastAPI's own price for resolving one."""
-
-
-def _route_dependencies(kind: str) -> list[Any]:
-    if kind == "noop":
-        return [Depends(_nothing)]
-    raise ValueError(f"{ROUTE_DEPENDENCY_VARIABLE}={kind!r}: use noop")
 
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("bench_request_id")

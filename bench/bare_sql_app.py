@@ -2,8 +2,9 @@
 
 The baseline of the load test against PostgreSQL: the same statements as the service's
 repository (one widget by id and account; one page of an account's widgets, oldest first, with
-their count; one insert), on the same driver (psycopg) with SQLAlchemy's default pool, written
-with SQLAlchemy Core and returned as plain dicts. No middleware, no authentication (each route
+their count; one insert), on the same driver (psycopg) with a pool as large as the service's (both
+hold a connection per load connection, so neither reconnects under load), written with SQLAlchemy
+Core and returned as plain dicts. No middleware, no authentication (each route
 serves one fixed account), no validation beyond JSON decoding. The gap between this and the
 service is what the template adds on top of the database.
 
@@ -30,6 +31,8 @@ READER_VARIABLE = "BENCH_SQL_READER_ACCOUNT"
 """The account whose widgets the GET routes read."""
 WRITER_VARIABLE = "BENCH_SQL_WRITER_ACCOUNT"
 """The account the POST route creates widgets for."""
+POOL_SIZE_VARIABLE = "BENCH_SQL_POOL_SIZE"
+"""Connections the pool keeps: the service's DATABASE_POOL_SIZE in the same run."""
 
 
 def create_app() -> FastAPI:
@@ -58,7 +61,9 @@ def create_app() -> FastAPI:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
-    engine = create_async_engine(os.environ[DATABASE_URL_VARIABLE])
+    engine = create_async_engine(
+        os.environ[DATABASE_URL_VARIABLE], pool_size=int(os.environ[POOL_SIZE_VARIABLE])
+    )
     collection = os.environ[COLLECTION_VARIABLE]
     reader, writer = os.environ[READER_VARIABLE], os.environ[WRITER_VARIABLE]
 

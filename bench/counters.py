@@ -114,3 +114,26 @@ def _callgrind_count(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) 
             for path in Path(folder).iterdir()
             for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
         )
+
+
+def callgrind_segments(
+    args: Sequence[str], *, mark: str, cwd: Path, env: Mapping[str, str]
+) -> list[int]:
+    """Instructions of one process between its calls of the C function `mark`, in order: the
+    first segment runs up to the first call, the last from the last call to the exit.
+
+    callgrind dumps its counters on entering `mark` (`--dump-before`), so a program that calls
+    it between phases (bench/asgi_driver.py calls getppid) has each phase counted apart, its
+    start-up excluded, in one run. Raises NotMeasuredError without valgrind."""
+    if shutil.which("valgrind") is None:
+        raise NotMeasuredError(NO_COUNTER)
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+        output = Path(folder) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", "--quiet", f"--dump-before={mark}"]
+        run([*command, f"--callgrind-out-file={output}", *args], cwd=cwd, env=env, timeout=3600)
+        dumps = sorted(Path(folder).glob("callgrind.out.*"), key=lambda path: int(path.suffix[1:]))
+        return [
+            int(match.group(1))
+            for path in [*dumps, output]
+            for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
+        ]

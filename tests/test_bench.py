@@ -14,6 +14,7 @@ import pytest
 
 from bench import counters
 from bench.__main__ import run_sections
+from bench.load import httperf_p99_ms
 from bench.stats import Figure, NotMeasuredError, Report, Summary, Target, render_text
 from bench.workspace import Options, Workspace
 
@@ -118,3 +119,22 @@ def test_the_core_meets_its_budget_within_three_points_of_the_floor() -> None:
     assert figure("core", 0.78, 1.0, target).verdict() == "ok"
     assert figure("core", 0.76, 1.0, target).verdict() == "MISSED"
     assert figure("core", 0.91, 1.0, target).verdict() == "ok"
+
+
+HTTPERF = """\
+Connection lifetime histogram (time in ms):
+             0.5 {fast}
+             1.5 5
+             :
+            40.5 {slow}
+
+Reply status: 1xx=0 2xx=100 3xx=0 4xx=0 5xx=0
+Errors: total {errors} client-timo 0 socket-timo 0 connrefused 0 connreset 0
+"""
+
+
+def test_the_fixed_rate_p99_is_read_from_httperfs_histogram() -> None:
+    assert httperf_p99_ms(HTTPERF.format(fast=94, slow=1, errors=0)) == 2.0
+    assert httperf_p99_ms(HTTPERF.format(fast=90, slow=5, errors=0)) == 41.0  # the pause shows
+    with pytest.raises(RuntimeError, match="errors"):
+        httperf_p99_ms(HTTPERF.format(fast=94, slow=1, errors=3))

@@ -35,6 +35,10 @@ VARIANTS = {
     "python-3.13": {"python_version": "3.13"},
     "postgres": {"database": "postgres"},
 }
+OPENAPI = Path(__file__).with_name("openapi.json")
+"""The OpenAPI document the defaults (and postgres) variant served at template v1.0.0, byte for
+byte: the core serving their widget routes itself must not change what clients generate code from.
+A change to the API's routes or models updates it on purpose."""
 WITHOUT_DATABASE = [name for name in VARIANTS if "database" not in VARIANTS[name]]
 """The variants whose test suites need no database server: tests/test_database.py runs the
 postgres variant's suite, against one."""
@@ -76,6 +80,23 @@ def test_test_suite_passes(variant: str, services: ServiceCache) -> None:
     modules = [path.relative_to(service.path) for path in service.path.glob("tests/test_*.py")]
     assert modules
     assert [module for module in modules if f"{module}::" not in output] == [], output
+
+
+@pytest.mark.parametrize("variant", ["defaults", "postgres"])
+def test_the_openapi_document_is_byte_identical(
+    variant: str, services: ServiceCache, tmp_path: Path
+) -> None:
+    service = services.get(**VARIANTS[variant])
+    served = tmp_path / "openapi.json"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fastapi.testclient import TestClient\n"
+        f"from {service.package_name}.app import create_app\n"
+        "Path(sys.argv[1]).write_bytes(TestClient(create_app()).get('/openapi.json').content)"
+    )
+    service.run("uv", "run", "--locked", "python", "-c", script, str(served))
+    assert served.read_bytes() == OPENAPI.read_bytes()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """install_core wiring and the OpenAPI document it leaves behind."""
 
-from collections.abc import Callable
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from importlib import metadata
 from typing import Any
 
@@ -22,6 +24,21 @@ def test_install_core_stores_its_state(app: FastAPI, settings: CoreSettings) -> 
     assert isinstance(getattr(app.state, VERIFIER_STATE_KEY), TokenVerifier)
     assert getattr(app.state, CATALOG_STATE_KEY) is smplcore.DEFAULT_CATALOG
     assert smplcore.__version__ == metadata.version("smplkit-core")
+
+
+def test_start_up_objects_are_frozen_out_of_the_collectors_reach(settings: CoreSettings) -> None:
+    started: list[int] = []
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        started.append(gc.get_freeze_count())
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+    install_core(app, settings, access=AccessPolicy())
+    with TestClient(app):
+        assert started  # the app's own lifespan still runs, inside the core's
+        assert gc.get_freeze_count() > 0  # a full collection walks none of start-up's objects
 
 
 def test_dependencies_need_install_core(settings: CoreSettings) -> None:

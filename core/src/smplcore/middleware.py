@@ -10,10 +10,12 @@ import time
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Final
 
+from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smplcore._context import RequestContext, request_context
+from smplcore._dispatch import RouteTable
 from smplcore.auth import AccessPolicy, TokenVerifier
 from smplcore.errors import (
     GENERIC_500_DETAIL,
@@ -77,6 +79,7 @@ class RequestContextMiddleware:
         self.access = access
         self.verifier = verifier
         self.telemetry = telemetry
+        self._routes: RouteTable | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,7 +119,7 @@ class RequestContextMiddleware:
             if refusal is not None:
                 await _send_error(send_with_context, refusal)
             else:
-                await self.app(scope, receive, send_with_context)
+                await self._serve(scope, receive, send_with_context)
         except Exception:
             _exception_logger.exception(
                 "unhandled exception while handling %s %s", scope["method"], path
@@ -137,6 +140,24 @@ class RequestContextMiddleware:
             else:
                 telemetry.request_finished(span, scope, fields)
             request_context.reset(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The core's own handler where a route of its route class has one, else the app."""
+        routes = self._routes
+        if routes is None:
+            app = scope.get("app")
+            if not isinstance(app, FastAPI):
+                await self.app(scope, receive, send)
+                return
+            routes = self._routes = RouteTable.of(app)
+        matched = routes.match(scope)
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        handler, path_params = matched
+        unserved = await handler(scope, receive, send, path_params)
+        if unserved is not None:
+            await self.app(scope, unserved.replay(receive), send)
 
     def _authentication_refusal(
         self, path: str, headers: dict[bytes, bytes], context: RequestContext
