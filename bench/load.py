@@ -552,6 +552,34 @@ def _alternate(workspace: Workspace, rig: Rig) -> Alternation:
     return Alternation(results, peak, after, idle)
 
 
+def _load_together(
+    rig: Rig, endpoint: Endpoint, first: Server, second: Server, seconds: int
+) -> tuple[WrkResult, WrkResult]:
+    """Both servers under load at once, sharing the server CPU (two wrk on the load CPU).
+
+    The kernel gives two busy processes on one CPU equal time, so the ratio of their request
+    rates is the ratio of their costs per request, measured under the same conditions: a
+    machine that speeds up or slows down moves both alike, where alternating rounds only pair
+    neighbours in time.
+    """
+    results: dict[int, WrkResult] = {}
+
+    def drive(index: int, server: Server) -> None:
+        results[index] = rig.load(endpoint, server, seconds)
+
+    threads = [
+        threading.Thread(target=drive, args=(index, server))
+        for index, server in enumerate((first, second))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)
+    if len(results) != len(threads):
+        raise RuntimeError(f"{endpoint.name}: a load run sharing the CPU did not finish")
+    return results[0], results[1]
+
+
 MIB = 1 / (1024 * 1024)
 
 
