@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ class Running:
 class Fleet:
     a: Running
     b: Running
-    b_stop: Any
+    b_stop: Callable[[], None]
     receiver: OtlpReceiver
     headers: dict[str, str]
 
@@ -152,10 +152,16 @@ def fleet(service: GeneratedService, tmp_path_factory: pytest.TempPathFactory) -
             serving(a_command, cwd=service.path, env=tool_env(a_env), base_url=a_url, log=a_log),
         ):
             token = service.account_token()
+
+            def b_stop() -> None:
+                """B gone for good: a terminated server answers while it shuts down."""
+                b_process.terminate()
+                b_process.wait(timeout=30)
+
             yield Fleet(
                 Running(a_url, a_log),
                 Running(b_url, b_log),
-                b_process.terminate,
+                b_stop,
                 receiver,
                 {"Authorization": f"Bearer {token}", "Accept": "application/vnd.api+json"},
             )

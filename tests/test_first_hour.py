@@ -62,7 +62,11 @@ def test_make_try_prints_a_copy_command_that_needs_no_private_index(
     run([*copier, "--defaults", str(template_repo), "orders"], cwd=tmp_path)
     lock = (tmp_path / "orders" / "uv.lock").read_text()
     assert f'name = "smplkit-core"\nversion = "{core_version()}"\nsource = {{ registry = "' in lock
-    assert f'{{ name = "smplkit-core", specifier = ">=1.0,<2", index = "{index_url}" }}' in lock
+    requirement = (
+        '{ name = "smplkit-core", extras = ["telemetry"], specifier = ">=1.0,<2", '
+        f'index = "{index_url}" }}'
+    )
+    assert requirement in lock
 
 
 def test_the_core_readme_sets_up_the_index_as_a_generated_service_does(
