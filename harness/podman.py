@@ -1,8 +1,9 @@
 """A real container engine for the tests: podman, with every piece of its state in one folder.
 
 podman runs with runc, cgroupfs and host networking (no firewall tables, no /run/netns mounts),
-ulimits within this machine's own, and its storage, run and temporary folders under the folder it
-is given; `podman_engine` removes every container, image and mount it made when it ends.
+ulimits within this machine's own, its configuration, storage and temporary files in the folder it
+is given (its run folder in a short one of /tmp's); `podman_engine` removes every container, image
+and mount it made, and checks that none is left, when it ends.
 
 No registry needs to be reachable: the base images the Dockerfiles name are stand-ins made on this
 machine (the Dockerfiles keep their official FROM lines; only this engine's storage knows them):
@@ -45,6 +46,8 @@ STAND_INS = REPO_ROOT / ".cache" / "images"
 """The stand-in root filesystems, kept between runs (git-ignored)."""
 DEBIAN_PYTHON = {"bookworm": "3.11"}
 """The python3 of each Debian release a stand-in can be made from."""
+NPROC = 32768
+"""The containers' process limit (podman's default, or this machine's hard limit if lower)."""
 PROBE_RELEASE = "bookworm"
 """The stand-in that shows the engine can run a container (every generated image needs it)."""
 DEBIAN_PACKAGES = ("python3", "ca-certificates")
@@ -108,8 +111,8 @@ class Podman:
         """Write the engine's configuration and check that it runs here."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-        nproc = 32768 if nproc == resource.RLIM_INFINITY else min(nproc, 32768)
+        hard_nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+        nproc = NPROC if hard_nproc == resource.RLIM_INFINITY else min(hard_nproc, NPROC)
         settings: dict[str, dict[str, object]] = {
             # podman's default ulimits exceed what some machines allow (setrlimit: not permitted).
             "containers": {
@@ -236,14 +239,14 @@ class Podman:
         result = self("logs", container, check=False)
         return result.stdout + result.stderr
 
-    def wait_until_answering(self, container: str, url: str, seconds: float = 30) -> float:
-        """Seconds until `url` answers 2xx, the container still running; raises with its logs
-        when it stops or `seconds` pass."""
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
+    def wait_until_answering(self, container: str, url: str, seconds: float = 30) -> None:
+        """Return once `url` answers 2xx; raise, with the container's logs, when it stops first or
+        `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
-                    return time.monotonic() - start
+                    return
             except OSError:
                 state = self.inspect(container)["State"]
                 if not state["Running"]:
@@ -253,7 +256,6 @@ class Podman:
 
     def close(self) -> None:
         """Remove every container and image, then check nothing of the engine's is left."""
-        self("rm", "--all", "--force", "--time=0", check=False)
         self("system", "reset", "--force", check=False)
         folders = [str(self.state), str(self.runroot)]
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
