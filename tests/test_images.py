@@ -134,7 +134,8 @@ class Image:
     @property
     def source(self) -> Path:
         """The service's app module in the build context (it lands in the image as it is)."""
-        project = self.context / "projects" / self.spec.package if self.build_args else self.context
+        in_workspace = self.spec.project == "workspace"
+        project = self.context / "projects" / self.spec.package if in_workspace else self.context
         return project / "src" / self.spec.package / "app.py"
 
 
