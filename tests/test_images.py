@@ -15,6 +15,7 @@ group ("images"), so the engine and its stand-in base images are set up once per
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import mmap
 import re
@@ -44,7 +45,8 @@ SECRET_ID = "uv_index_password"
 """The build secret the Dockerfiles read the index's password from."""
 APP_USER = "10001"
 DEV_TOOLS = frozenset({"pytest", "ruff", "mypy", "pre_commit", "httpx"})
-MIGRATED = frozenset({".venv", "alembic.ini", "migrations"})
+RUNTIME_FILES = ("alembic.ini", "migrations", "openapi.json")
+"""What a service's image holds in /app besides its environment, when the service has it."""
 
 
 class Spec(NamedTuple):
@@ -56,30 +58,25 @@ class Spec(NamedTuple):
     """Importable in the image."""
     outside: frozenset[str]
     """Not importable: other members, dependencies of other services."""
-    app: frozenset[str]
-    """What /app holds."""
-
-    @property
-    def has_database(self) -> bool:
-        return "migrations" in self.app
+    has_database: bool
 
 
 IMAGES = {
     "orders": Spec(
         "service", "orders", frozenset({"orders", "smplcore", "uvicorn"}),
-        frozenset({"alembic", "sqlalchemy"}), frozenset({".venv"}),
+        frozenset({"alembic", "sqlalchemy"}), has_database=False,
     ),
     "orders-postgres": Spec(
         "postgres", "orders", frozenset({"orders", "smplcore", "alembic", "sqlalchemy"}),
-        frozenset(), MIGRATED,
+        frozenset(), has_database=True,
     ),
     "billing": Spec(
         "workspace", "billing", frozenset({"billing", "money", "smplcore"}),
-        frozenset({"ledger", "alembic", "sqlalchemy"}), frozenset({".venv"}),
+        frozenset({"ledger", "alembic", "sqlalchemy"}), has_database=False,
     ),
     "ledger": Spec(
         "workspace", "ledger", frozenset({"ledger", "smplcore", "alembic"}),
-        frozenset({"billing", "money"}), MIGRATED,
+        frozenset({"billing", "money"}), has_database=True,
     ),
 }  # fmt: skip
 
@@ -132,11 +129,15 @@ class Image:
     build_seconds: float
 
     @property
+    def service_folder(self) -> Path:
+        """The service's own folder in the build context."""
+        in_workspace = self.spec.project == "workspace"
+        return self.context / "projects" / self.spec.package if in_workspace else self.context
+
+    @property
     def source(self) -> Path:
         """The service's app module in the build context (it lands in the image as it is)."""
-        in_workspace = self.spec.project == "workspace"
-        project = self.context / "projects" / self.spec.package if in_workspace else self.context
-        return project / "src" / self.spec.package / "app.py"
+        return self.service_folder / "src" / self.spec.package / "app.py"
 
 
 def build(podman: Podman, image: Image, index: PrivateIndex, target: str | None = None) -> str:
@@ -224,7 +225,7 @@ def test_the_healthcheck_reports_healthy(podman: Podman, service: Running) -> No
 
 
 PROBE = """
-import importlib.util, json, os, sys
+import hashlib, importlib.util, json, os, sys
 package, names = sys.argv[1], sys.argv[2:]
 spec = importlib.util.find_spec(package)
 folder = os.path.dirname(spec.origin)
@@ -233,7 +234,11 @@ print(json.dumps({
     "origin": spec.origin,
     "compiled": any(name.endswith(".pyc") for name in os.listdir(folder + "/__pycache__"))
     if os.path.isdir(folder + "/__pycache__") else False,
-    "app": sorted(os.listdir("/app")),
+    "app": {
+        name: hashlib.sha256(open("/app/" + name, "rb").read()).hexdigest()
+        if os.path.isfile("/app/" + name) else "folder"
+        for name in os.listdir("/app")
+    },
     "tests": [
         os.path.join(root, name)
         for root, folders, files in os.walk(folder)
@@ -261,7 +266,13 @@ def test_the_image_holds_its_closure_compiled_and_no_tests_dev_tools_or_git(
     # Installed, not editable: from the environment, with its bytecode compiled at build time.
     assert found["origin"].startswith("/app/.venv/lib/"), found["origin"]
     assert found["compiled"]
-    assert found["app"] == sorted(spec.app)
+    # /app: the environment and the service's runtime files, as they are in the build context.
+    shipped = [image.service_folder / name for name in RUNTIME_FILES]
+    assert found["app"] == {".venv": "folder"} | {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+        for path in shipped
+        if path.exists()
+    }
     assert found["tests"] == []
     assert found["git"] == []
 
