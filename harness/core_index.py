@@ -7,11 +7,23 @@ exercised unchanged.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
+import os
 import re
+import secrets
 import shutil
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import trustme
 
 from harness.commands import REPO_ROOT, run
 
@@ -103,3 +115,77 @@ def _version_line(pyproject: Path) -> str:
     if match is None:
         raise ValueError(f"{pyproject} has no version line")
     return match[0]
+
+
+@contextmanager
+def serving_index(
+    root: Path, password: str, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """The index at `root` served on a free loopback port to the user aws with `password` only,
+    as CodeArtifact serves it (over TLS with `ssl_context`); yields its URL."""
+    expected = "Basic " + base64.b64encode(f"aws:{password}".encode()).decode()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                self.send_error(401, "Unauthorized")
+                return
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        scheme = "https" if ssl_context else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class PrivateIndex:
+    """An index served as CodeArtifact serves it: over HTTPS, to the user aws with a password."""
+
+    url: str
+    password: str
+    ca_bundle: Path
+    """This machine's CA bundle and the CA that signed the index's certificate."""
+    password_file: Path
+    """The password alone in a file: what a build's secret reads."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What uv needs to install from the index (as the generated services name it)."""
+        return {
+            "SSL_CERT_FILE": str(self.ca_bundle),
+            "UV_INDEX_PRIVATE_USERNAME": "aws",
+            "UV_INDEX_PRIVATE_PASSWORD": self.password,
+        }
+
+
+def machine_ca_bundle() -> Path:
+    """The CA bundle this machine's TLS clients trust (SSL_CERT_FILE, or OpenSSL's default)."""
+    paths = ssl.get_default_verify_paths()
+    return Path(os.environ.get("SSL_CERT_FILE") or paths.cafile or paths.openssl_cafile)
+
+
+@contextmanager
+def serving_private_index(root: Path, folder: Path) -> Iterator[PrivateIndex]:
+    """The index at `root` as CodeArtifact serves it, with a certificate authority and a
+    password made here; their files go to `folder`."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_bundle = folder / "ca-bundle.pem"
+    ca_bundle.write_bytes(machine_ca_bundle().read_bytes() + authority.cert_pem.bytes())
+    password = secrets.token_urlsafe(24)
+    password_file = folder / "index-password"
+    password_file.write_text(password)
+    with serving_index(root, password, context) as url:
+        yield PrivateIndex(url, password, ca_bundle, password_file)

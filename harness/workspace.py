@@ -61,8 +61,9 @@ def generate_workspace(
     answers: Mapping[str, str],
     *,
     vcs_ref: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Workspace:
     """`copier copy` of the workspace form, tasks and all (git init, `uv lock`, first commit)."""
     data = {"service_name": WORKSPACE_NAME, **answers, "layout": "workspace"}
-    copy(template, destination, data, vcs_ref=vcs_ref)
+    copy(template, destination, data, vcs_ref=vcs_ref, env=env)
     return Workspace(destination)

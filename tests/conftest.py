@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pytest
 
-from harness.core_index import publish_core
+from harness.core_index import PrivateIndex, publish_core, serving_private_index
 from harness.generate import copy
+from harness.podman import EngineUnavailableError, Podman, podman_engine
 from harness.postgres import PostgresUnavailableError, postgres_server
 from harness.template_repo import current_version, snapshot
 from tests.services import GeneratedService, ServiceCache
@@ -22,6 +25,32 @@ def core_index_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A file:// simple-API index holding the freshly built reference core."""
     work = tmp_path_factory.mktemp("core-index")
     return publish_core(work / "simple", work)
+
+
+@pytest.fixture(scope="session")
+def private_index(
+    core_index_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrivateIndex]:
+    """The same index as CodeArtifact serves it (HTTPS, the user aws and a password): where
+    image builds install the core from, the password given to them as their secret only."""
+    root = Path(url2pathname(urlsplit(core_index_url).path))
+    with serving_private_index(root, tmp_path_factory.mktemp("private-index")) as index:
+        yield index
+
+
+@pytest.fixture(scope="session")
+def podman(
+    tmp_path_factory: pytest.TempPathFactory, private_index: PrivateIndex
+) -> Iterator[Podman]:
+    """podman (harness/podman.py), its builds trusting the private index's certificate. Its tests
+    share the xdist group "images", so one worker sets it and its base images up, once."""
+    try:
+        with podman_engine(
+            tmp_path_factory.mktemp("podman"), ca_bundle=private_index.ca_bundle
+        ) as engine:
+            yield engine
+    except EngineUnavailableError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="session")

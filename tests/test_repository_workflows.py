@@ -8,15 +8,11 @@ each test once. The release workflow's helper script is tested here too.
 
 from __future__ import annotations
 
-import base64
 import re
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +20,7 @@ import pytest
 import yaml
 
 from harness.commands import REPO_ROOT, run
-from harness.core_index import add_to_index
+from harness.core_index import add_to_index, serving_index
 from harness.template_repo import current_version
 from tests.tools import dev_tool, load_workflow, workflow_steps
 
@@ -468,34 +464,13 @@ def test_core_version_is_the_cores_own() -> None:
 TOKEN = "secret-token"
 
 
-class _IndexHandler(SimpleHTTPRequestHandler):
-    """Serves a simple-API index tree to the user aws with TOKEN only, as CodeArtifact would."""
-
-    expected = "Basic " + base64.b64encode(f"aws:{TOKEN}".encode()).decode()
-
-    def do_GET(self) -> None:
-        if self.headers.get("Authorization") != self.expected:
-            self.send_error(401, "Unauthorized")
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
-        """Quiet."""
-
-
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """An empty simple-API index served over HTTP, behind basic authentication: (folder, URL)."""
+    """An empty simple-API index served over HTTP to the user aws with TOKEN only: (folder, URL)."""
     root = tmp_path / "simple"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_IndexHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_index(root, TOKEN) as url:
+        yield root, url
 
 
 def core_files(folder: Path, version: str) -> list[Path]:

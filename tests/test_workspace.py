@@ -11,21 +11,17 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
-from harness.commands import REPO_ROOT, git, run, tool_env
+from harness.commands import git, run
 from harness.generate import copy
-from harness.postgres import free_port
-from harness.serve import serving
 from harness.workspace import Workspace, generate_workspace
 from tests.backstage_catalog import entity_ref, location_targets, read_entities
 from tests.services import assert_pytest_green, service_files
-from tests.test_image_recipe import Copy, in_container, stages, uv_sync_command
 from tests.test_render import GITHUB_EXPRESSION
 from tests.tools import dev_tool
 
@@ -41,7 +37,6 @@ ROOT_ONLY = (
     "config",
 )
 """What the root holds once for every member: no service has its own."""
-DEV_TOOLS = ("pytest", "mypy", "ruff", "pre_commit")
 
 
 @pytest.fixture(scope="module")
@@ -329,135 +324,3 @@ def test_hadolint_finds_nothing_in_the_generic_dockerfile(workspace: Workspace) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout) == []
-
-
-class Image(NamedTuple):
-    venv: Path
-    """The environment the runtime stage copies: /app/.venv."""
-    release: Path
-    """The service's files the runtime stage copies (/app/release): its migrations, if any."""
-
-
-def replay_build_stage(workspace: Workspace, package: str, tmp_path: Path) -> Image:
-    """The Dockerfile's build stage, run without Docker for PACKAGE: its COPYs from the context,
-    its `uv sync` commands into a fresh environment, and its shell commands with /app standing
-    for a temporary folder. That folder is then deleted, so an editable install would break."""
-    build = stages(workspace.path / "Dockerfile")["build"]
-    app = tmp_path / "app"
-    app.mkdir(parents=True)
-    venv = tmp_path / "image-venv"
-    env = {key: value for key, value in build.env.items() if key != "UV_PYTHON"}
-    env |= {"UV_PROJECT_ENVIRONMENT": str(venv), "PACKAGE": package}
-    syncs = 0
-    for step in build.steps:
-        if isinstance(step, Copy):
-            if step.source == "uv":
-                continue
-            target = in_container(step.destination, build.workdir, app)
-            target.mkdir(parents=True, exist_ok=True)
-            for item in step.sources:
-                origin = workspace.path / item
-                if origin.is_dir():
-                    shutil.copytree(origin, target, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(origin, target)
-            continue
-        assignments, argv = uv_sync_command(step)
-        if argv[:2] != ["uv", "sync"]:
-            run(["sh", "-c", step.replace("/app/", f"{app}/")], cwd=app, env=env)
-            continue
-        assert "--no-dev" in argv
-        argv = [word.replace("$PACKAGE", package) for word in argv]
-        run(argv, cwd=app, env={**env, **assignments})
-        syncs += 1
-    assert syncs == 2
-    release = shutil.copytree(app / "release", tmp_path / "release")
-    shutil.rmtree(app)
-    return Image(venv, release)
-
-
-@pytest.mark.parametrize(
-    ("package", "absent"),
-    [("billing", {"ledger", "alembic", "sqlalchemy"}), ("ledger", {"billing", "money"})],
-)
-def test_the_image_of_a_service_holds_only_its_closure(
-    workspace: Workspace, tmp_path: Path, package: str, absent: set[str]
-) -> None:
-    venv, release = replay_build_stage(workspace, package, tmp_path)
-    python = venv / "bin" / "python"
-    probe = (
-        "import importlib.metadata as m, importlib.util as u, json, sys\n"
-        "names = sys.argv[1:]\n"
-        "print(json.dumps({n: u.find_spec(n) is not None for n in names}))"
-    )
-    names = sorted({package, *absent, *DEV_TOOLS} | ({"money"} if package == "billing" else set()))
-    result = subprocess.run(  # noqa: S603 - the image's own interpreter
-        [str(python), "-c", probe, *names], capture_output=True, text=True, check=True
-    )
-    found = json.loads(result.stdout)
-    present = {name for name, there in found.items() if there}
-    assert package in present
-    assert not present & (absent | set(DEV_TOOLS)), present
-    if package == "billing":
-        assert "money" in present
-    app = subprocess.run(  # noqa: S603
-        [str(python), "-c", f"import {package}.app; print({package}.app.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert str(venv) in app.stdout
-    migrations = {"alembic.ini", "migrations"} if package == "ledger" else set()
-    assert {path.name for path in release.iterdir()} == migrations | {"openapi.json"}
-
-
-@pytest.mark.xdist_group("workspace-core")
-def test_the_core_kept_in_the_workspace_is_a_member_and_built_into_the_image(
-    tmp_path: Path, template_repo: Path, base_answers: dict[str, str]
-) -> None:
-    workspace = generate_workspace(
-        template_repo, tmp_path / "acme-services", {**base_answers, "core_source": "workspace"}
-    )
-    refused = workspace.make("service", "NAME=billing", check=False)
-    assert refused.returncode != 0
-    assert "lib/smplkit-core/" in refused.stderr, refused.stderr
-    # As a team brings the core's source in (a git subtree of the core's repository).
-    shutil.copytree(
-        REPO_ROOT / "core",
-        workspace.path / "lib" / "smplkit-core",
-        ignore=shutil.ignore_patterns(".venv", "dist", "__pycache__", "*_cache", ".coverage"),
-    )
-    workspace.make("service", "NAME=billing")
-    lock = tomllib.loads((workspace.path / "uv.lock").read_text())
-    [core] = [package for package in lock["package"] if package["name"] == "smplkit-core"]
-    assert core["source"] == {"editable": "lib/smplkit-core"}
-    venv = replay_build_stage(workspace, "billing", tmp_path / "image").venv
-    located = subprocess.run(  # noqa: S603 - the image's own interpreter
-        [str(venv / "bin" / "python"), "-c", "import smplcore; print(smplcore.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert located.stdout.startswith(str(venv)), located.stdout
-
-
-def test_the_image_starts_the_service_it_was_built_for(
-    workspace: Workspace, tmp_path: Path
-) -> None:
-    """The runtime stage's generic command, from the environment alone: the module named by the
-    build arguments (MODULE, else PACKAGE with - made _), answering /livez."""
-    image = replay_build_stage(workspace, "billing", tmp_path)
-    runtime = stages(workspace.path / "Dockerfile")["runtime"]
-    assert runtime.env["SERVICE_MODULE"] == "${MODULE:-$PACKAGE}"
-    port = free_port()
-    path = runtime.env["PATH"].replace("/app/.venv/bin", str(image.venv / "bin"))
-    env = tool_env(
-        {
-            "PATH": path.replace("$PATH", tool_env()["PATH"]),
-            "SERVICE_MODULE": "billing",
-            "HTTP_PORT": str(port),
-        }
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    with serving(runtime.cmd, cwd=image.release, env=env, base_url=base_url, log=tmp_path / "log"):
-        pass  # serving waits for /livez to answer
