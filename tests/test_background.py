@@ -120,7 +120,8 @@ def test_a_job_run_logs_one_line_and_exits_with_its_status(
         "uv", "run", "--locked", "python", "-m", "orders", "job", "x", check=False
     )
     assert unknown.returncode == 2
-    assert "invalid choice: 'x' (choose from nightly-report)" in unknown.stderr
+    assert "invalid choice: 'x'" in unknown.stderr
+    assert "nightly-report" in unknown.stderr
 
 
 # The answers and the files each workload brings (rendered only).
@@ -427,7 +428,7 @@ def test_an_update_from_a_release_before_workers_adds_one_and_keeps_the_teams_li
     assert "workloads" not in yaml.safe_load((service / ".copier-answers.yml").read_text())
     work = TeamWork(service)
     work.append("src/orders/api.py", "# The payments team's routers go above.\n")
-    work.append("src/orders/settings.py", "# The payments team's settings go above.\n")
+    work.append("src/orders/settings.py", "\n\n# The payments team's settings go above.\n")
     work.append("README.md", "\n## Team notes\n\nOn call: the payments team.\n")
     work.create("src/orders/pricing.py", '"""Prices, the team\'s own module."""\n\nFEE = 5\n')
     work.commit()
