@@ -29,7 +29,7 @@ from harness.workspace import Workspace, generate_workspace
 from tests.services import GeneratedService, ServiceCache, assert_pytest_green
 from tests.test_service_pipeline import DIGEST, PipelineRun, results, run_ci
 from tests.test_terraform import CHECKOV, blocks
-from tests.tools import require_tool, zizmor_findings
+from tests.tools import dev_tool, require_tool, zizmor_findings
 from tests.update_support import TeamWork, status
 
 WORKER = {"workloads": "[api, worker]", "database": "postgres"}
@@ -336,8 +336,13 @@ def test_each_job_is_scheduled_as_an_ecs_task_of_the_newest_revision(jobs_alone:
 
 
 @pytest.mark.parametrize("name", ["everything", "jobs_alone"])
-def test_the_workflows_are_clean_under_zizmor(name: str, request: pytest.FixtureRequest) -> None:
-    assert zizmor_findings(request.getfixturevalue(name), "workflows", "actions") == []
+def test_the_workflows_and_answers_are_clean_under_zizmor_and_yamllint(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    service: Path = request.getfixturevalue(name)
+    assert zizmor_findings(service, "workflows", "actions") == []
+    yamllint = [dev_tool("yamllint"), "--strict", "--format=parsable", "."]
+    assert run(yamllint, cwd=service, check=False).stdout == ""  # the answers' list included
 
 
 def test_the_deploy_migrates_then_rolls_out_the_api_the_worker_and_the_jobs_from_one_digest(
