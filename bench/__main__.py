@@ -27,6 +27,7 @@ from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
 from bench.load import measure_load, measure_postgres_load, measure_telemetry
 from bench.stats import NotMeasuredError, Report, render_json, render_markdown, render_text
+from bench.worker import measure_worker
 from bench.workspace import Options, Workspace
 from harness.commands import REPO_ROOT, run
 
@@ -62,6 +63,10 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
         measure_core_costs,
     ),
     "fleet": ("`fleet report` on 20 services, against the clones alone", measure_fleet),
+    "worker": (
+        "the queue worker's messages/s with a handler doing nothing, against a bare boto3 loop",
+        measure_worker,
+    ),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_COUNT = 1000

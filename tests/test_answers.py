@@ -142,8 +142,14 @@ def test_a_folder_holding_a_file_the_template_writes_is_refused_before_anything_
 
 @pytest.mark.parametrize(
     "answers",
-    [{}, {"database": "postgres"}, {"layout": "workspace"}],
-    ids=["service", "postgres", "workspace"],
+    [
+        {},
+        {"database": "postgres"},
+        {"layout": "workspace"},
+        {"workloads": "[api, worker, jobs]", "database": "postgres"},
+        {"workloads": "[jobs]"},
+    ],
+    ids=["service", "postgres", "workspace", "every-workload", "jobs-alone"],
 )
 def test_the_refusal_names_every_file_the_template_writes(
     answers: dict[str, str],

@@ -338,6 +338,7 @@ def run_ci(  # noqa: PLR0913 - the parts of a run the tests vary
     secrets: dict[str, str] | None = None,
     answers: dict[str, tuple[str, int]] | None = None,
     repository: str = "example/service",
+    variables: dict[str, str] | None = None,
 ) -> PipelineRun:
     """ci.yml (and deploy.yml through it) on a push to main, or the event given; `answers` adds
     rules (pattern: (stdout, exit code)) over a healthy deploy's."""
@@ -362,6 +363,7 @@ def run_ci(  # noqa: PLR0913 - the parts of a run the tests vary
         secrets={"SLACK_WEBHOOK_URL": "https://hooks.slack.invalid/T0/B0/x"}
         if secrets is None
         else secrets,
+        variables=variables,
     )
     return PipelineRun(fakes, runner.run("ci.yml"))
 

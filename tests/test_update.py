@@ -482,7 +482,11 @@ def test_skip_if_exists_is_the_team_owned_list() -> None:
     assert not any("{" in pattern for pattern in owned("team_owned_paths"))
 
 
-@pytest.mark.parametrize("answers", [{}, {"database": "postgres"}], ids=["none", "postgres"])
+@pytest.mark.parametrize(
+    "answers",
+    [{}, {"database": "postgres"}, {"database": "postgres", "workloads": "[api, worker, jobs]"}],
+    ids=["none", "postgres", "background"],
+)
 def test_every_generated_path_has_an_owner(
     answers: dict[str, str], render: Callable[..., GeneratedService]
 ) -> None:
@@ -497,7 +501,8 @@ def test_every_generated_path_has_an_owner(
     readme = (service.path / "README.md").read_text()
     assert (
         "`ruff.toml`, `local.mk`, `src/orders/api.py`, `src/orders/catalog.py`, "
-        "`migrations/versions/`, `openapi.json`." in readme
+        "`src/orders/handler.py`, `src/orders/jobs.py`, `tests/test_handler.py`, "
+        "`infra/terraform/jobs.auto.tfvars.json`, `migrations/versions/`, `openapi.json`." in readme
     )
     assert "`pyproject.toml`, `src/orders/`, `tests/`." in readme
 

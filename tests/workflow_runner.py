@@ -60,7 +60,14 @@ WORKING_DIRECTORY = "working-directory"
 """Where a step's script runs (its own, or its job's default), carried with its environment:
 no environment variable can have this name."""
 
-RECORDED_ENV = ("UV_INDEX_PRIVATE_PASSWORD", "TEST_DATABASE_URL", "RUFF_OUTPUT_FORMAT", "UV_LOCKED")
+RECORDED_ENV = (
+    "UV_INDEX_PRIVATE_PASSWORD",
+    "TEST_DATABASE_URL",
+    "RUFF_OUTPUT_FORMAT",
+    "UV_LOCKED",
+    "TF_VAR_slack_webhook_url",
+    "TF_VAR_service_security_group_id",
+)
 """Variables a fake records with each call, when set."""
 
 

@@ -211,7 +211,9 @@ def copier_data(data: Mapping[str, Any]) -> list[str]:
     return [arg for key, value in data.items() for arg in ("--data", f"{key}={value}")]
 
 
-def add_service(name: str, database: str | None, copier: str) -> None:
+def add_service(
+    name: str, database: str | None, copier: str, workloads: Sequence[str] | None = None
+) -> None:
     """Generate projects/NAME from the template release the root is on, then lock at the root."""
     checked_name("service", name)
     destination = ROOT / "projects" / name
@@ -229,6 +231,8 @@ def add_service(name: str, database: str | None, copier: str) -> None:
     data |= {"service_name": name, "workspace_member": "true"}
     if database:
         data["database"] = database
+    if workloads:
+        data["workloads"] = f"[{', '.join(workloads)}]"
     command = [*shlex.split(copier), "copy", "--trust", "--vcs-ref", str(answers["_commit"])]
     command += copier_data(data) + ([] if interactive() else ["--defaults"])
     run_or_fail([*command, str(answers["_src_path"]), destination])
@@ -432,6 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = commands.add_parser("service")
     service.add_argument("name")
     service.add_argument("--database", choices=["none", "postgres"])
+    # What it runs (copier.yml's workloads): `make worker` and `make job` give one of these.
+    service.add_argument(
+        "--workloads", type=lambda value: value.replace(",", " ").split(), metavar="api,worker,jobs"
+    )
     commands.add_parser("lib").add_argument("name")
     add_lib = commands.add_parser("add-lib")
     add_lib.add_argument("service")
@@ -446,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "service":
-            add_service(args.name, args.database, args.copier)
+            add_service(args.name, args.database, args.copier, args.workloads)
         elif args.command == "lib":
             add_library(args.name)
         elif args.command == "add-lib":

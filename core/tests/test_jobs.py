@@ -1,0 +1,60 @@
+"""A scheduled job's run: its exit status and its one log line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import pytest
+
+from smplcore import NotFoundError
+from smplcore.jobs import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, JobRun, run_job
+
+
+def run_line(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    [line] = [r for r in caplog.records if r.name == "smplcore.jobs"]
+    return line
+
+
+def test_a_run_that_returns_exits_0_with_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[JobRun] = []
+
+    async def report(run: JobRun) -> None:
+        runs.append(run)
+
+    caplog.set_level(logging.INFO, "smplcore.jobs")
+    assert asyncio.run(run_job("nightly-report", report)) == EXIT_OK == 0
+    [run] = runs
+    line = run_line(caplog)
+    assert (run.job, line.job) == ("nightly-report", "nightly-report")  # type: ignore[attr-defined]
+    assert line.run_id == run.run_id  # type: ignore[attr-defined]
+    assert len(run.run_id) == 32
+    assert line.outcome == "succeeded"  # type: ignore[attr-defined]
+    assert line.exit_status == 0  # type: ignore[attr-defined]
+    assert line.duration_ms >= 0  # type: ignore[attr-defined]
+    assert line.levelno == logging.INFO
+
+
+def test_a_run_that_raises_exits_1_and_logs_the_error(caplog: pytest.LogCaptureFixture) -> None:
+    async def report(_run: JobRun) -> None:
+        raise NotFoundError("no such ledger")
+
+    assert asyncio.run(run_job("nightly-report", report, run_id="run-1")) == EXIT_FAILED == 1
+    line = run_line(caplog)
+    assert line.levelno == logging.ERROR
+    assert line.exc_info
+    assert (line.run_id, line.outcome) == ("run-1", "failed")  # type: ignore[attr-defined]
+    assert (line.error, line.error_code) == ("NotFoundError", "not_found")  # type: ignore[attr-defined]
+
+
+def test_sigterm_interrupts_the_run_which_exits_143(caplog: pytest.LogCaptureFixture) -> None:
+    async def endless(_run: JobRun) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+
+    assert asyncio.run(run_job("endless", endless)) == EXIT_INTERRUPTED == 143
+    line = run_line(caplog)
+    assert line.levelno == logging.WARNING
+    assert line.outcome == "interrupted"  # type: ignore[attr-defined]
