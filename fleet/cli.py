@@ -1,8 +1,9 @@
-"""`fleet report` and `fleet update`: the command line."""
+"""`fleet report`, `fleet update` and `fleet test-core`: the command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -14,7 +15,8 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fleet import report, update
+from fleet import report, trial, update
+from fleet.candidate import CandidateError, build_candidate, default_label
 from fleet.probe import Context, Service, gh_ready, probe
 from fleet.sources import FleetFileError, Repository, read_fleet_file, topic_repositories
 
@@ -42,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--jobs", type=int, default=8, help="repositories read at once")
     common.add_argument(
         "--strict", action="store_true",
-        help="exit non-zero when a repository cannot be read (report) or updated (update)",
+        help="exit non-zero when a repository cannot be read (report), updated (update) or "
+        "tried (test-core)",
     )  # fmt: skip
 
     main_parser = argparse.ArgumentParser(
@@ -70,6 +73,31 @@ def parser() -> argparse.ArgumentParser:
         "--push", action="store_true",
         help="with --local: push each update to its branch template-update/<version>",
     )  # fmt: skip
+    test_core_parser = commands.add_parser(
+        "test-core", parents=[common],
+        help="every service's own checks against a candidate core, before it is published",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--core", type=Path, default=Path("core"),
+        help="the core's folder, built as it is (default: core)",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--ref", help="instead: the core's folder at this git reference (a branch, a commit)"
+    )
+    test_core_parser.add_argument(
+        "--label",
+        help="the candidate's local version label: <version>+<label> (default: dev.<commit>)",
+    )
+    test_core_parser.add_argument(
+        "--only", nargs="+", metavar="NAME",
+        help="only these repositories or services (names as in the report)",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--output", type=Path, default=Path("fleet-test-core"),
+        help="folder for test-core.md, test-core.json and each service's log (default: "
+        "fleet-test-core)",
+    )  # fmt: skip
+    test_core_parser.set_defaults(jobs=os.cpu_count() or 2)
     return main_parser
 
 
@@ -168,6 +196,52 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
     return 1 if arguments.strict and (failed or any(s.error for s in chosen)) else 0
 
 
+def run_test_core(arguments: argparse.Namespace, console: Console) -> int:
+    only = set(arguments.only or [])
+
+    def selected(name: str) -> bool:
+        """Whether --only chose the service or repository `name` (or one of its services)."""
+        return not only or any(
+            wanted == name or wanted.startswith(f"{name}/") or name.startswith(f"{wanted}/")
+            for wanted in only
+        )
+
+    chosen = [repository for repository in repositories(arguments) if selected(repository.name)]
+    if not chosen:
+        raise FleetFileError(f"--only names nothing of the fleet: {', '.join(sorted(only))}")
+    with tempfile.TemporaryDirectory(prefix="fleet-test-core-") as scratch:
+        root = Path(scratch)
+        label = arguments.label or default_label(arguments.core)
+        candidate = build_candidate(arguments.core, label, root / "candidate", arguments.ref)
+        console.print(f"Candidate: {candidate.name} {candidate.version}", highlight=False)
+        prepared = in_parallel(
+            enumerate(chosen),
+            lambda numbered, _: trial.prepare(numbered[1], root / str(numbered[0]), candidate),
+            arguments.jobs,
+            "Moving each lock to the candidate",
+        )
+        items = [
+            item
+            for found in prepared
+            for item in found
+            if selected((item.trial if isinstance(item, trial.Check) else item).service)
+        ]
+        checks = [item for item in items if isinstance(item, trial.Check)]
+        in_parallel(checks, lambda check, _: trial.run_check(check), arguments.jobs, "Checking")
+    trials = [item.trial if isinstance(item, trial.Check) else item for item in items]
+    trial.terminal(trials, candidate, console)
+    output: Path = arguments.output
+    (output / "logs").mkdir(parents=True, exist_ok=True)
+    for line in trials:
+        (output / "logs" / trial.log_name(line.service)).write_text(line.log or line.detail + "\n")
+    (output / "test-core.md").write_text(trial.markdown(trials, candidate))
+    (output / "test-core.json").write_text(trial.as_json(trials, candidate))
+    console.print(f"Written: {output}/test-core.md, test-core.json, logs/")
+    failed = any(line.status == trial.FAILED for line in trials)
+    not_run = any(line.status == trial.NOT_RUN for line in trials)
+    return 1 if failed or (arguments.strict and not_run) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     # Piped into a file or a CI log, the table keeps one line per service.
@@ -175,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.command == "report":
             return run_report(arguments, console)
+        if arguments.command == "test-core":
+            return run_test_core(arguments, console)
         return run_update(arguments, console)
-    except FleetFileError as error:
+    except (FleetFileError, CandidateError) as error:
         console.print(f"fleet: {error}", style="red", highlight=False)
         return 2

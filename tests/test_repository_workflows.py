@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet.candidate import add_to_index
 from harness.commands import REPO_ROOT, run
-from harness.core_index import add_to_index
 from harness.template_repo import current_version
 from tests.tools import dev_tool, load_workflow, workflow_steps
 
