@@ -9,6 +9,7 @@ the tests read those two runs.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,10 +21,19 @@ from typing import Any
 
 import pytest
 
-from fleet.candidate import CandidateError, build_candidate
+from fleet.candidate import NOT_SOURCE, CandidateError, build_candidate
 from harness.commands import REPO_ROOT, git, run
 from harness.core_index import CORE_PROJECT, core_variant
 from harness.fleet import CALLER_TEST, CALLERS, CoreFleet, build_core_fleet
+from harness.template_repo import commit_all
+from tests.tools import require_tool
+from tests.workflow_runner import (
+    ActionEmulator,
+    Emulated,
+    FakeCommands,
+    WorkflowRunner,
+    emulated_actions,
+)
 
 pytestmark = pytest.mark.xdist_group("core-fleet")
 
@@ -202,3 +212,99 @@ def test_a_bad_label_is_refused_before_anything_is_built(
     with pytest.raises(CandidateError, match=message):
         build_candidate(CORE_PROJECT, label, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# The core's pull-request workflow (.github/workflows/core-fleet.yml), its scripts run for real
+# against fake gh and aws.
+
+WORKFLOW_FLEET = ("acme/orders", "acme/billing")
+PULL_REQUEST = 123
+
+
+def template_checkout(destination: Path, fleet: tuple[str, ...]) -> Path:
+    """What the workflow checks out: the repository's workflows, fleet command and core, its
+    fleet.yml listing `fleet`; main at this state (origin/main), the pull request's HEAD too."""
+    destination.mkdir()
+    for name in (".github", "fleet", "core"):
+        shutil.copytree(REPO_ROOT / name, destination / name, ignore=NOT_SOURCE)
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy2(REPO_ROOT / name, destination / name)
+    (destination / "fleet.yml").write_text(
+        "services:\n" + "".join(f"  - {name}\n" for name in fleet)
+    )
+    git("init", "--quiet", "--initial-branch=main", cwd=destination)
+    commit_all(destination, "main")
+    git("update-ref", "refs/remotes/origin/main", "HEAD", cwd=destination)
+    return destination
+
+
+def run_workflow(checkout: Path, fakes: FakeCommands) -> tuple[WorkflowRunner, dict[str, Any]]:
+    nothing: ActionEmulator = lambda _: Emulated()  # noqa: E731 - an action with no effect here
+    runner = WorkflowRunner(
+        checkout,
+        fakes,
+        emulated_actions() | {"actions/setup-python": nothing},
+        github={
+            "event_name": "pull_request",
+            "base_ref": "main",
+            "event": {"pull_request": {"number": PULL_REQUEST}},
+            "sha": git("rev-parse", "HEAD", cwd=checkout).strip(),
+            "ref": f"refs/pull/{PULL_REQUEST}/merge",
+            "repository": "acme/service-template",
+            "run_id": 7,
+        },
+        secrets={"FLEET_READ_TOKEN": "token-with-contents-read"},
+        variables={
+            "AWS_INDEX_READ_ROLE_ARN": "arn:aws:iam::123456789012:role/index-read",
+            "CODEARTIFACT_DOMAIN": "smplkit",
+            "CODEARTIFACT_DOMAIN_OWNER": "123456789012",
+            "CODEARTIFACT_REGION": "us-east-1",
+        },
+    )
+    return runner, runner.run("core-fleet.yml")
+
+
+def test_the_core_s_pull_request_tries_every_repository_of_the_fleet(
+    core_fleet: CoreFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tool("yq", "install yq (Debian: apt-get install yq); GitHub's runners have it")
+    require_tool("jq", "install jq (Debian: apt-get install jq); GitHub's runners have it")
+    checkout = template_checkout(tmp_path / "template", WORKFLOW_FLEET)
+    init = checkout / "core" / "src" / "smplcore" / "__init__.py"
+    init.write_text(init.read_text().replace(*RENAMED["src/smplcore/__init__.py"], 1))
+    commit_all(checkout, "Rename issue_internal_token")
+    # The fleet's GitHub names are its local remotes.
+    remotes = core_fleet.remotes["orders"].parent.as_uri()
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{remotes}/.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "https://github.com/acme/")
+    fakes = FakeCommands(tmp_path / "fakes", ("gh", "aws"))
+    fakes.answer(r"^aws codeartifact get-authorization-token ", "token-from-codeartifact\n")
+
+    runner, results = run_workflow(checkout, fakes)
+
+    assert results["fleet"].result == "success", results["fleet"].log
+    legs = {entry["repository"]: leg.result for entry, leg in results["try"].legs}
+    assert legs == {"acme/orders": "success", "acme/billing": "failure"}, results["try"].log
+    assert results["verdict"].result == "failure"
+    summary = runner.summary.read_text()
+    assert f"# The fleet on smplkit-core {CORE_VERSION}+pr{PULL_REQUEST}" in summary
+    assert "| acme/orders | passed |" in summary
+    assert f"| acme/billing | failed | {CALLER_TEST}: ImportError: cannot import name" in summary
+    assert "::group::acme_billing.log" in results["try"].log, "the failing service's log"
+    assert len(fakes.calls(r"^gh auth setup-git$")) == len(WORKFLOW_FLEET)
+    for call in fakes.calls(r"^aws codeartifact get-authorization-token "):
+        assert call.args[call.args.index("--domain") + 1] == "smplkit"
+
+
+def test_a_pull_request_leaving_the_core_alone_tries_nothing_and_passes(tmp_path: Path) -> None:
+    require_tool("yq", "install yq (Debian: apt-get install yq); GitHub's runners have it")
+    checkout = template_checkout(tmp_path / "template", WORKFLOW_FLEET)
+    (checkout / "README.md").write_text("# A change elsewhere\n")
+    commit_all(checkout, "Docs")
+    fakes = FakeCommands(tmp_path / "fakes", ("gh", "aws"))
+    _, results = run_workflow(checkout, fakes)
+    assert results["fleet"].outputs["any"] == "false"
+    assert results["try"].result == "skipped"
+    assert results["verdict"].result == "success"
+    assert fakes.calls(r"^(gh|aws) ") == []

@@ -137,6 +137,7 @@ def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> No
             "untag": {"contents": "write"},
         },
         "publish-core.yml": {"publish": {"contents": "read", "id-token": "write"}},
+        "core-fleet.yml": {"try": {"contents": "read", "id-token": "write"}},
     }
     assert granted == needed.get(workflow.name, {})
 
