@@ -52,6 +52,10 @@ BAD_ANSWERS = [
     ({"description": ""}, "description must not be empty"),
     ({"ecs_cluster": "my cluster"}, "ecs_cluster must be 1 to 255"),
     ({"core_package": "smplkit core"}, "core_package must be a valid distribution name"),
+    (
+        {"layout": "workspace", "shared_code_reviewers": "platform-reviewers"},
+        "shared_code_reviewers must be GitHub owners",
+    ),
 ]
 
 

@@ -555,3 +555,14 @@ def test_unpublished_fails_on_refused_credentials(tmp_path: Path, index: tuple[P
     code, files, errors = unpublished(url, core_files(tmp_path / "dist", "1.0.0"), password="wrong")
     assert (code, files) == (1, [])
     assert "answered 401" in errors
+
+
+def test_the_core_is_owned_by_the_reviewers_of_shared_code() -> None:
+    """The repository's CODEOWNERS gives core/ the owners every workspace's lib/ gets."""
+    questions = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    rules = [
+        line.split()
+        for line in (REPO_ROOT / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [["/core/", questions["shared_code_reviewers"]["default"]]]

@@ -346,3 +346,16 @@ def test_the_image_starts_the_service_it_was_built_for(
     base_url = f"http://127.0.0.1:{port}"
     with serving(runtime.cmd, cwd=image.release, env=env, base_url=base_url, log=tmp_path / "log"):
         pass  # serving waits for /livez to answer
+
+
+def test_the_libraries_are_owned_by_the_reviewers_of_shared_code(workspace: Workspace) -> None:
+    """The platform setting shared_code_reviewers, recorded at the root, owns lib/."""
+    reviewers = workspace.answers()["shared_code_reviewers"]
+    assert reviewers == "@your-org/platform-reviewers"
+    rules = [
+        line.split()
+        for line in (workspace.path / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [["/lib/", reviewers]]
+    assert "shared_code_reviewers" not in workspace.answers("projects/billing")
