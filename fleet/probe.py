@@ -22,6 +22,7 @@ from packaging.version import Version
 
 from fleet import index
 from fleet.commands import CommandError, checked, git, run, run_bytes
+from fleet.isolated import isolated_members
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -289,6 +290,8 @@ def describe(
         core_package=str(answers["core_package"]),
         core_range=str(answers["core_version"]),
     )
+    if folder in isolated_members(tree.files):
+        service.layout = "workspace, isolated (own lock)"
     service.leftovers = leftovers(tree, folder)
     template_releases(service, context, str(answers.get("_src_path", "")))
     core_versions(service, context, tree, folder, answers)

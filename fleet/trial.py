@@ -238,7 +238,7 @@ def prepare(repository: Repository, folder: Path, candidate: Candidate) -> list[
             )
         ]
     workspace = answers.get("layout") == "workspace"
-    isolated = isolated_members(tree.texts.get("pyproject.toml"), tree.files) if workspace else []
+    isolated = isolated_members(tree.files) if workspace else []
     items: list[Check | Trial] = []
     for project in [clone, *(clone / member for member in isolated)]:
         try:

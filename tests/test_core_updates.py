@@ -250,11 +250,15 @@ def test_the_template_never_installs_the_core_with_uv_run_with(template_repo: Pa
 
 @pytest.fixture
 def template_checkout(tmp_path: Path) -> Path:
-    """The release's view of the template repository: its scripts and the core 1.1.0, tagged
-    v1.0.0."""
+    """The release's view of the template repository: its scripts (with the API rule they share
+    with the workspaces) and the core 1.1.0, tagged v1.0.0."""
     checkout = tmp_path / "template"
     (checkout / ".github" / "scripts").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / ".github" / "scripts" / "release.py", checkout / ".github" / "scripts")
+    (checkout / "workspace" / "tools").mkdir(parents=True)
+    shutil.copy2(
+        REPO_ROOT / "workspace" / "tools" / "api_semver.py", checkout / "workspace" / "tools"
+    )
     git("init", "--quiet", "--initial-branch=main", cwd=checkout)
     release_core(checkout, "1.1.0", {})
     git("tag", "v1.0.0", cwd=checkout)
