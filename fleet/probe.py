@@ -23,6 +23,7 @@ from packaging.version import Version
 from fleet import index
 from fleet.commands import CommandError, checked, git, run, run_bytes
 from fleet.isolated import isolated_members
+from fleet.libraries import Library, private_libraries
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -76,6 +77,8 @@ class Service:
     """Open template-update and core-bump pull requests; None when `gh` cannot tell."""
     leftovers: list[str] = field(default_factory=list)
     """Files with conflict markers, *.rej and *.team-edits files."""
+    libraries: list[Library] = field(default_factory=list)
+    """Published libraries it installs from its private index (fleet/libraries.py)."""
 
     @property
     def core_behind(self) -> bool | None:
@@ -295,6 +298,7 @@ def describe(
     service.leftovers = leftovers(tree, folder)
     template_releases(service, context, str(answers.get("_src_path", "")))
     core_versions(service, context, tree, folder, answers)
+    library_versions(service, context, tree, folder, answers)
     if context.use_gh and repository.github:
         try:
             service.pull_requests = context.pull_requests(repository.github)
@@ -348,6 +352,27 @@ def core_versions(
         service.core_note = f"index unreadable: {error}"
         return
     service.core_newest = str(newest) if newest else None
+
+
+def library_versions(
+    service: Service, context: Context, tree: Tree, folder: str, answers: dict[str, Any]
+) -> None:
+    """The published libraries the service locks from its own index, each with the newest release
+    its range allows."""
+    lock = tree.texts.get(str(PurePosixPath(folder, "uv.lock"))) or tree.texts.get("uv.lock")
+    url, index_name = core_index(tree, folder, answers)
+    if lock is None or not url:
+        return
+    pyproject = tree.texts.get(str(PurePosixPath(folder, "pyproject.toml")))
+    service.libraries = private_libraries(lock, pyproject, url, service.core_package or "")
+    for library in service.libraries:
+        try:
+            newest = context.newest_core(
+                context.index_url or url, library.name, library.allowed, index_name
+            )
+        except UnreadableError:
+            continue
+        library.newest = str(newest) if newest else None
 
 
 def locked_version(lock: str, package: str) -> str | None:

@@ -23,6 +23,7 @@ COLUMNS: Columns = (
     ("database", "Database"),
     ("python", "Python"),
     ("core", "Core locked / newest"),
+    ("libraries", "Libraries locked / newest"),
     ("pull_requests", "Update pull requests"),
     ("leftovers", "Leftover conflicts"),
 )
@@ -56,6 +57,16 @@ def record(service: Service, now: datetime) -> dict[str, Any]:
             for pr in service.pull_requests
         ],
         "leftovers": service.leftovers,
+        "libraries": [
+            {
+                "name": library.name,
+                "range": library.allowed,
+                "locked": library.locked,
+                "newest": library.newest,
+                "behind": library.behind,
+            }
+            for library in service.libraries
+        ],
     }
 
 
@@ -83,6 +94,12 @@ def cells(service: Service, now: datetime) -> dict[str, str]:
         "database": service.database or "",
         "python": service.python or "",
         "core": core,
+        "libraries": ", ".join(
+            f"{library.name} {library.locked} / {library.newest or '?'}"
+            + (" (behind)" if library.behind else "")
+            for library in service.libraries
+        )
+        or "none",
         "pull_requests": pull_requests,
         "leftovers": ", ".join(service.leftovers) or "none",
     }
