@@ -71,6 +71,7 @@ def test_the_workflows_and_actions_exist(workspace: Path) -> None:
         ".github/actions/private-index/action.yml",
         ".github/workflows/ci.yml",
         ".github/workflows/deploy.yml",
+        ".github/workflows/publish-lib.yml",
     ]
 
 

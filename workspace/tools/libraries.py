@@ -192,7 +192,7 @@ def publish(name: str, tag: str | None) -> None:
         print(f"{name} {version} is its first release on the index: nothing to compare with.")
     with tempfile.TemporaryDirectory() as scratch:
         uv("build", "--package", str(project["name"]), "--out-dir", scratch)
-        files = sorted(Path(scratch).iterdir())
+        files = sorted([*Path(scratch).glob("*.whl"), *Path(scratch).glob("*.tar.gz")])
         if index.startswith("file://"):
             add_to_file_index(index, str(project["name"]), files)
         else:
