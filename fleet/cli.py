@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleet import report, trial, update
-from fleet.candidate import CandidateError, build_candidate, default_label
+from fleet.candidate import Candidate, CandidateError, build_candidate, default_label
 from fleet.probe import Context, Service, gh_ready, probe
 from fleet.sources import FleetFileError, Repository, read_fleet_file, topic_repositories
 
@@ -109,14 +110,19 @@ def repositories(arguments: argparse.Namespace) -> list[Repository]:
     return read_fleet_file(arguments.fleet)
 
 
+def progress_bar(what: str) -> Progress:
+    """A progress bar on stderr, gone once done."""
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=Console(stderr=True), transient=True)
+
+
 def in_parallel(items: Iterable[T], work: Callable[[T, Path], R], jobs: int, what: str) -> list[R]:
     """`work(item, scratch folder)` for every item, `jobs` at a time, with a progress bar on
     stderr; the results in the items' order."""
     items = list(items)
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         tempfile.TemporaryDirectory(prefix="fleet-") as scratch,
-        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
+        progress_bar(what) as progress,
         ThreadPoolExecutor(max_workers=max(1, jobs)) as pool,
     ):
         task = progress.add_task(what, total=len(items))
@@ -196,6 +202,54 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
     return 1 if arguments.strict and (failed or any(s.error for s in chosen)) else 0
 
 
+def try_fleet(
+    chosen: list[Repository],
+    candidate: Candidate,
+    root: Path,
+    jobs: int,
+    selected: Callable[[str], bool],
+) -> list[trial.Trial]:
+    """Each repository's locks moved to the candidate (`jobs` at a time: clones and locks wait on
+    the network), and each of its chosen services' checks started as soon as that is done (`jobs`
+    at a time, apart: the checks use the CPUs). The lines in the fleet's order."""
+    lock = threading.Lock()
+    with (
+        progress_bar("Trying the candidate") as progress,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as preparing,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as checking,
+    ):
+        task = progress.add_task("", total=len(chosen))
+
+        def check(item: trial.Check) -> trial.Trial:
+            try:
+                return trial.run_check(item)
+            finally:
+                progress.advance(task)
+
+        def prepare(number: int, repository: Repository) -> list[trial.Trial | Future[trial.Trial]]:
+            try:
+                found = trial.prepare(repository, root / str(number), candidate)
+            finally:
+                progress.advance(task)
+            lines: list[trial.Trial | Future[trial.Trial]] = []
+            for item in found:
+                if not selected(
+                    item.trial.service if isinstance(item, trial.Check) else item.service
+                ):
+                    continue
+                if isinstance(item, trial.Check):
+                    with lock:
+                        progress.update(task, total=(progress.tasks[0].total or 0) + 1)
+                    lines.append(checking.submit(check, item))
+                else:
+                    lines.append(item)
+            return lines
+
+        prepared = [preparing.submit(prepare, *numbered) for numbered in enumerate(chosen)]
+        lines = [line for future in prepared for line in future.result()]
+        return [line.result() if isinstance(line, Future) else line for line in lines]
+
+
 def run_test_core(arguments: argparse.Namespace, console: Console) -> int:
     only = set(arguments.only or [])
 
@@ -214,21 +268,7 @@ def run_test_core(arguments: argparse.Namespace, console: Console) -> int:
         label = arguments.label or default_label(arguments.core)
         candidate = build_candidate(arguments.core, label, root / "candidate", arguments.ref)
         console.print(f"Candidate: {candidate.name} {candidate.version}", highlight=False)
-        prepared = in_parallel(
-            enumerate(chosen),
-            lambda numbered, _: trial.prepare(numbered[1], root / str(numbered[0]), candidate),
-            arguments.jobs,
-            "Moving each lock to the candidate",
-        )
-        items = [
-            item
-            for found in prepared
-            for item in found
-            if selected((item.trial if isinstance(item, trial.Check) else item).service)
-        ]
-        checks = [item for item in items if isinstance(item, trial.Check)]
-        in_parallel(checks, lambda check, _: trial.run_check(check), arguments.jobs, "Checking")
-    trials = [item.trial if isinstance(item, trial.Check) else item for item in items]
+        trials = try_fleet(chosen, candidate, root, arguments.jobs, selected)
     trial.terminal(trials, candidate, console)
     output: Path = arguments.output
     (output / "logs").mkdir(parents=True, exist_ok=True)
