@@ -47,8 +47,9 @@ FAILING_TEST = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 """pytest's short summary (`-ra`, which every service's pytest configuration adds)."""
 PYTEST_REASON = re.compile(r"^E +(\S.*)$", re.MULTILINE)
 """The first line of pytest's explanation of a failure."""
-ERROR_LINE = re.compile(r"^(\S+:\d+(?::\d+)?: (?:error: |[A-Z]+\d+ ).*)$", re.MULTILINE)
-"""mypy's `path:line: error: ...` and ruff's `path:line:col: CODE ...`."""
+MYPY_ERROR = re.compile(r"^(\S+:\d+: error: .*)$", re.MULTILINE)
+RUFF_ERROR = re.compile(r"^([A-Z]+\d+ .*)\n\s*--> (\S+)$", re.MULTILINE)
+"""ruff's finding: its rule and message, then where."""
 MEMBER_FOLDERS = ("projects/", "lib/")
 UNSET = ("VIRTUAL_ENV", "UV_LOCKED", "UV_FROZEN", "UV_PROJECT_ENVIRONMENT")
 """Not passed on: fleet's own environment, and what would keep the lock from moving."""
@@ -296,9 +297,12 @@ def first_failure(output: str) -> str:
         # The scratch clone's paths in the explanation say nothing to the reader.
         explained = re.sub(r" \(/[^)]*\)", "", reason[1])[:200] if reason else ""
         return str(tests[0]) + more + (f": {explained}" if explained else "")
-    errors = ERROR_LINE.findall(output)
-    if errors:
-        return str(errors[0])
+    mypy = MYPY_ERROR.search(output)
+    if mypy:
+        return mypy[1]
+    ruff = RUFF_ERROR.search(output)
+    if ruff:
+        return f"{ruff[2]}: {ruff[1]}"
     lines = [line for line in output.splitlines() if line.strip()]
     return lines[-1] if lines else "make check failed"
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from fleet.candidate import NOT_SOURCE, CandidateError, build_candidate
+from fleet.trial import first_failure
 from harness.commands import REPO_ROOT, git, run
 from harness.core_index import CORE_PROJECT, core_variant
 from harness.fleet import CALLER_TEST, CALLERS, CoreFleet, build_core_fleet
@@ -308,3 +309,27 @@ def test_a_pull_request_leaving_the_core_alone_tries_nothing_and_passes(tmp_path
     assert results["try"].result == "skipped"
     assert results["verdict"].result == "success"
     assert fakes.calls(r"^(gh|aws) ") == []
+
+
+@pytest.mark.parametrize(
+    ("output", "first"),
+    [
+        (
+            "E   assert 1 == 2\nFAILED tests/test_a.py::test_b - assert 1 == 2\n"
+            "FAILED tests/test_a.py::test_c\n",
+            "tests/test_a.py::test_b (and 1 more): assert 1 == 2",
+        ),
+        (
+            'src/orders/x.py:3: error: Name "y" is not defined  [name-defined]\nFound 1 error\n',
+            'src/orders/x.py:3: error: Name "y" is not defined  [name-defined]',
+        ),
+        (
+            "E501 Line too long (108 > 100)\n  --> src/orders/x.py:3:101\n   |\n",
+            "src/orders/x.py:3:101: E501 Line too long (108 > 100)",
+        ),
+        ("make: *** [Makefile:60: check] Error 2\n", "make: *** [Makefile:60: check] Error 2"),
+    ],
+    ids=["a failing test", "mypy", "ruff", "anything else"],
+)
+def test_a_failure_is_named_by_what_failed_first(output: str, first: str) -> None:
+    assert first_failure(output) == first
