@@ -53,7 +53,7 @@ BAD_ANSWERS = [
     ({"ecs_cluster": "my cluster"}, "ecs_cluster must be 1 to 255"),
     ({"core_package": "smplkit core"}, "core_package must be a valid distribution name"),
     (
-        {"layout": "workspace", "shared_code_reviewers": "platform-reviewers"},
+        {"shared_code_reviewers": "platform-reviewers"},
         "shared_code_reviewers must be GitHub owners",
     ),
 ]

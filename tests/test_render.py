@@ -125,6 +125,7 @@ PLATFORM_SETTINGS = frozenset(
         "codeartifact_domain",
         "codeartifact_repository",
         "core_index_url",
+        "shared_code_reviewers",
     }
 )
 

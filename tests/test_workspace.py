@@ -358,4 +358,3 @@ def test_the_libraries_are_owned_by_the_reviewers_of_shared_code(workspace: Work
         if line.strip() and not line.startswith("#")
     ]
     assert rules == [["/lib/", reviewers]]
-    assert "shared_code_reviewers" not in workspace.answers("projects/billing")

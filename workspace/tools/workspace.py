@@ -45,6 +45,7 @@ INHERITED_ANSWERS = (
     "core_index_url",
     "codeartifact_domain",
     "codeartifact_repository",
+    "shared_code_reviewers",
 )
 """The root's answers a new service takes as its own: a team answers only what is new."""
 MEMBER_ENVIRONMENTS = ROOT / ".venvs"
