@@ -42,7 +42,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--index", help="the index to look the core up on (default: each service's own index)"
     )
-    common.add_argument("--jobs", type=int, default=8, help="repositories read at once")
+    common.add_argument(
+        "--jobs", type=int, default=8,
+        help="repositories read at once (test-core: and services checked; default one per CPU)",
+    )  # fmt: skip
     common.add_argument(
         "--strict", action="store_true",
         help="exit non-zero when a repository cannot be read (report), updated (update) or "

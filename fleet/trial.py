@@ -8,7 +8,7 @@ candidate that needs another version of one says so in the result). The core is 
 the built wheel, never editable. Then each service that installs the core runs its own `make check`
 there: a single-service repository at its root, each member of a workspace (`make check
 PACKAGE=<member>`), isolated members with their own lock included. `core-release-guard`, which
-refuses any lock holding an unreleased core, is left out of that run alone (`make -o`).
+refuses any lock holding an unreleased core, is left out of that run alone (`make --old-file`).
 """
 
 from __future__ import annotations
