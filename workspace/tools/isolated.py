@@ -47,9 +47,12 @@ def without_table(text: str, header: str) -> str:
 
 def excluded(root_text: str, folder: str) -> str:
     """The root pyproject.toml's text with `folder` in `[tool.uv.workspace] exclude`."""
-    found = re.search(r"^exclude = \[(.*)\]$", root_text, re.MULTILINE)
+    found = re.search(r"^exclude = (\[.*\])$", root_text, re.MULTILINE)
     if found:
-        folders = [*json.loads(f"[{found[1]}]"), folder]
+        try:
+            folders = [*tomllib.loads(f"exclude = {found[1]}")["exclude"], folder]
+        except tomllib.TOMLDecodeError:
+            return root_text  # refused by the caller's check, nothing written
         return root_text.replace(found[0], f"exclude = {json.dumps(folders)}", 1)
     members = re.search(r"^members = .*$", root_text, re.MULTILINE)
     if members is None:
@@ -97,7 +100,10 @@ def isolate(
     root_pyproject = root / "pyproject.toml"
     root_text = root_pyproject.read_text()
     new_root = excluded(root_text, relative)
-    workspace = tomllib.loads(new_root).get("tool", {}).get("uv", {}).get("workspace", {})
+    try:
+        workspace = tomllib.loads(new_root).get("tool", {}).get("uv", {}).get("workspace", {})
+    except tomllib.TOMLDecodeError:
+        workspace = {}
     if relative not in workspace.get("exclude", []):
         raise IsolationError(
             f"Could not add {relative!r} to [tool.uv.workspace] exclude in pyproject.toml: add it "
