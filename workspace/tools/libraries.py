@@ -72,7 +72,8 @@ def index_url() -> str:
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
     for index in root.get("tool", {}).get("uv", {}).get("index", []):
         if index.get("name") == INDEX_NAME:
-            return str(index["url"])
+            url = str(index["url"])
+            return Path(url).as_uri() if url.startswith("/") else url  # a path: a local index
     answers = (ROOT / ".copier-answers.yml").read_text()
     found = re.search(r"^core_index_url: *['\"]?([^'\"\s]+)", answers, re.MULTILINE)
     if found is None:
