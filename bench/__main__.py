@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.affected import measure_affected
 from bench.core_costs import measure_core_costs
-from bench.fleet import measure_fleet
+from bench.fleet import measure_fleet, measure_test_core
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
 from bench.load import measure_load, measure_postgres_load, measure_telemetry
@@ -66,6 +66,10 @@ SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
     "worker": (
         "the queue worker's messages/s with a handler doing nothing, against a bare boto3 loop",
         measure_worker,
+    ),
+    "test-core": (
+        "`fleet test-core` on 6 services, against the slowest service's own check x rounds",
+        measure_test_core,
     ),
 }
 RESULTS = Path(__file__).resolve().parent / "results"

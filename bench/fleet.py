@@ -5,22 +5,29 @@ Both sides read the same local bare repositories, 8 at a time (`fleet report`'s 
 the report is the command line a platform team types, Python start-up and all, with no `gh` on
 PATH (a real gh asks GitHub's API, which no local measurement can stand for); the baseline is one
 `git clone --depth=1 --no-checkout` per entry, run by xargs (no Python in the way).
+
+`fleet test-core` on the fleet of build_core_fleet, against the slowest of its services' own `make
+check` times the rounds its --jobs take: what the checks alone would cost, run as the command runs
+them.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import sys
 import urllib.parse
 import urllib.request
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from bench.stats import Figure, Report, Summary, Target
-from bench.workspace import Workspace, timed
+from bench.workspace import Workspace, command, timed
 from fleet.probe import clone_url
 from fleet.sources import read_fleet_file
 from harness.commands import run
-from harness.fleet import build_fleet
+from harness.core_index import CORE_PROJECT
+from harness.fleet import build_core_fleet, build_fleet
 
 FLEET_TARGET = Target("<=", 2.0, on="ratio")
 """Issue 20: `fleet report` takes at most 2x the clones alone."""
@@ -70,5 +77,51 @@ def measure_fleet(workspace: Workspace, report: Report) -> None:
             baseline=Summary.of(clones),
             target=FLEET_TARGET,
             note=f"{JOBS} at a time; no gh (pull requests: unknown)",
+        )
+    )
+
+
+TEST_CORE_TARGET = Target("<=", 1.3, on="ratio")
+"""Issue 30: `fleet test-core` within 1.3x the slowest service's check x ceil(services / jobs)."""
+
+
+def measure_test_core(workspace: Workspace, report: Report) -> None:
+    """`fleet test-core` on the fleet of harness.fleet.build_core_fleet (the working tree's core
+    as the candidate, --jobs at its default, one per core), against the slowest of the services'
+    own `make check` run alone in a fresh clone, times the rounds --jobs needs."""
+    fleet = build_core_fleet(workspace.fresh("core-fleet"), workspace.template, workspace.index_url)
+    jobs = os.cpu_count() or 2
+    rounds = math.ceil(len(fleet.services) / jobs)
+    test_core = command(
+        [sys.executable, "-m", "fleet", "test-core", "--core", str(CORE_PROJECT), "--label",
+         "bench", "--fleet", str(fleet.fleet_file), "--output", str(workspace.fresh("out"))],
+        cwd=fleet.root,
+    )  # fmt: skip
+
+    def slowest_check() -> float:
+        seconds = []
+        for service in fleet.services:
+            repository, _, folder = service.partition("/")
+            clone = workspace.fresh(f"check-{repository}")
+            run(["git", "clone", "--quiet", str(fleet.remotes[repository]), str(clone)])
+            member = [f"PACKAGE={PurePosixPath(folder).name}"] if folder else []
+            seconds.append(timed(command(["make", "check", *member], cwd=clone)))
+        return max(seconds)
+
+    runs, baselines = [], []
+    for _ in range(workspace.options.repetitions):
+        runs.append(timed(test_core))
+        baselines.append(slowest_check() * rounds)
+    report.figures.append(
+        Figure(
+            section="fleet",
+            name=f"fleet test-core, {len(fleet.services)} services (one a workspace member)",
+            unit="s",
+            value=Summary.of(runs),
+            baseline_name=f"slowest service's make check x {rounds} (ceil({len(fleet.services)} "
+            f"/ {jobs} jobs))",
+            baseline=Summary.of(baselines),
+            target=TEST_CORE_TARGET,
+            note="each check in a fresh clone, as test-core runs it; the candidate built each run",
         )
     )

@@ -1,12 +1,14 @@
-"""`fleet report` and `fleet update`: the command line."""
+"""`fleet report`, `fleet update` and `fleet test-core`: the command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -14,7 +16,8 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fleet import report, update
+from fleet import report, trial, update
+from fleet.candidate import Candidate, CandidateError, build_candidate, default_label
 from fleet.probe import Context, Service, gh_ready, probe
 from fleet.sources import FleetFileError, Repository, read_fleet_file, topic_repositories
 
@@ -39,10 +42,14 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--index", help="the index to look the core up on (default: each service's own index)"
     )
-    common.add_argument("--jobs", type=int, default=8, help="repositories read at once")
+    common.add_argument(
+        "--jobs", type=int, default=8,
+        help="repositories read at once (test-core: and services checked; default one per CPU)",
+    )  # fmt: skip
     common.add_argument(
         "--strict", action="store_true",
-        help="exit non-zero when a repository cannot be read (report) or updated (update)",
+        help="exit non-zero when a repository cannot be read (report), updated (update) or "
+        "tried (test-core)",
     )  # fmt: skip
 
     main_parser = argparse.ArgumentParser(
@@ -74,6 +81,31 @@ def parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=Path("fleet-update"),
         help="with --local, without --push: where each updated clone is kept (fleet-update)",
     )  # fmt: skip
+    test_core_parser = commands.add_parser(
+        "test-core", parents=[common],
+        help="every service's own checks against a candidate core, before it is published",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--core", type=Path, default=Path("core"),
+        help="the core's folder, built as it is (default: core)",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--ref", help="instead: the core's folder at this git reference (a branch, a commit)"
+    )
+    test_core_parser.add_argument(
+        "--label",
+        help="the candidate's local version label: <version>+<label> (default: dev.<commit>)",
+    )
+    test_core_parser.add_argument(
+        "--only", nargs="+", metavar="NAME",
+        help="only these repositories or services (names as in the report)",
+    )  # fmt: skip
+    test_core_parser.add_argument(
+        "--output", type=Path, default=Path("fleet-test-core"),
+        help="folder for test-core.md, test-core.json and each service's log (default: "
+        "fleet-test-core)",
+    )  # fmt: skip
+    test_core_parser.set_defaults(jobs=os.cpu_count() or 2)
     return main_parser
 
 
@@ -85,14 +117,19 @@ def repositories(arguments: argparse.Namespace) -> list[Repository]:
     return read_fleet_file(arguments.fleet)
 
 
+def progress_bar(what: str) -> Progress:
+    """A progress bar on stderr, gone once done."""
+    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=Console(stderr=True), transient=True)
+
+
 def in_parallel(items: Iterable[T], work: Callable[[T, Path], R], jobs: int, what: str) -> list[R]:
     """`work(item, scratch folder)` for every item, `jobs` at a time, with a progress bar on
     stderr; the results in the items' order."""
     items = list(items)
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         tempfile.TemporaryDirectory(prefix="fleet-") as scratch,
-        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
+        progress_bar(what) as progress,
         ThreadPoolExecutor(max_workers=max(1, jobs)) as pool,
     ):
         task = progress.add_task(what, total=len(items))
@@ -196,6 +233,86 @@ def run_update(arguments: argparse.Namespace, console: Console) -> int:
     return 1 if arguments.strict and (failed or any(s.error for s in chosen)) else 0
 
 
+def try_fleet(
+    chosen: list[Repository],
+    candidate: Candidate,
+    root: Path,
+    jobs: int,
+    selected: Callable[[str], bool],
+) -> list[trial.Trial]:
+    """Each repository's locks moved to the candidate (`jobs` at a time: clones and locks wait on
+    the network), and each of its chosen services' checks started as soon as that is done (`jobs`
+    at a time, apart: the checks use the CPUs). The lines in the fleet's order."""
+    lock = threading.Lock()
+    with (
+        progress_bar("Trying the candidate") as progress,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as preparing,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as checking,
+    ):
+        task = progress.add_task("", total=len(chosen))
+
+        def check(item: trial.Check) -> trial.Trial:
+            try:
+                return trial.run_check(item)
+            finally:
+                progress.advance(task)
+
+        def prepare(number: int, repository: Repository) -> list[trial.Trial | Future[trial.Trial]]:
+            try:
+                found = trial.prepare(repository, root / str(number), candidate)
+            finally:
+                progress.advance(task)
+            lines: list[trial.Trial | Future[trial.Trial]] = []
+            for item in found:
+                if not selected(
+                    item.trial.service if isinstance(item, trial.Check) else item.service
+                ):
+                    continue
+                if isinstance(item, trial.Check):
+                    with lock:
+                        progress.update(task, total=(progress.tasks[0].total or 0) + 1)
+                    lines.append(checking.submit(check, item))
+                else:
+                    lines.append(item)
+            return lines
+
+        prepared = [preparing.submit(prepare, *numbered) for numbered in enumerate(chosen)]
+        lines = [line for future in prepared for line in future.result()]
+        return [line.result() if isinstance(line, Future) else line for line in lines]
+
+
+def run_test_core(arguments: argparse.Namespace, console: Console) -> int:
+    only = set(arguments.only or [])
+
+    def selected(name: str) -> bool:
+        """Whether --only chose the service or repository `name` (or one of its services)."""
+        return not only or any(
+            wanted == name or wanted.startswith(f"{name}/") or name.startswith(f"{wanted}/")
+            for wanted in only
+        )
+
+    chosen = [repository for repository in repositories(arguments) if selected(repository.name)]
+    if not chosen:
+        raise FleetFileError(f"--only names nothing of the fleet: {', '.join(sorted(only))}")
+    with tempfile.TemporaryDirectory(prefix="fleet-test-core-") as scratch:
+        root = Path(scratch)
+        label = arguments.label or default_label(arguments.core)
+        candidate = build_candidate(arguments.core, label, root / "candidate", arguments.ref)
+        console.print(f"Candidate: {candidate.name} {candidate.version}", highlight=False)
+        trials = try_fleet(chosen, candidate, root, arguments.jobs, selected)
+    trial.terminal(trials, candidate, console)
+    output: Path = arguments.output
+    (output / "logs").mkdir(parents=True, exist_ok=True)
+    for line in trials:
+        (output / "logs" / trial.log_name(line.service)).write_text(line.log or line.detail + "\n")
+    (output / "test-core.md").write_text(trial.markdown(trials, candidate))
+    (output / "test-core.json").write_text(trial.as_json(trials, candidate))
+    console.print(f"Written: {output}/test-core.md, test-core.json, logs/")
+    failed = any(line.status == trial.FAILED for line in trials)
+    not_run = any(line.status == trial.NOT_RUN for line in trials)
+    return 1 if failed or (arguments.strict and not_run) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     # Piped into a file or a CI log, the table keeps one line per service.
@@ -203,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if arguments.command == "report":
             return run_report(arguments, console)
+        if arguments.command == "test-core":
+            return run_test_core(arguments, console)
         return run_update(arguments, console)
-    except FleetFileError as error:
+    except (FleetFileError, CandidateError) as error:
         console.print(f"fleet: {error}", style="red", highlight=False)
         return 2

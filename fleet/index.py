@@ -49,7 +49,9 @@ def credentials_variable(index_name: str, part: str) -> str:
 
 
 def project_page(index_url: str, package: str, index_name: str | None = None) -> str:
-    """The HTML of the package's page on the index."""
+    """The HTML of the package's page on the index (a path is a local index, as uv reads it)."""
+    if index_url.startswith("/"):
+        index_url = Path(index_url).as_uri()
     url = index_url.rstrip("/") + f"/{canonicalize_name(package)}/"
     if url.startswith("file://"):
         folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))

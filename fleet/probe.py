@@ -23,6 +23,8 @@ from packaging.version import Version
 
 from fleet import index
 from fleet.commands import CommandError, checked, git, run, run_bytes
+from fleet.isolated import isolated_members
+from fleet.libraries import Library, private_libraries
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -86,6 +88,8 @@ class Service:
     last_core_bump: str | None = None
     """ISO 8601 time its newest core-bump pull request was merged; None if none was or `gh`
     cannot tell."""
+    libraries: list[Library] = field(default_factory=list)
+    """Published libraries it installs from its private index (fleet/libraries.py)."""
 
     @property
     def workspace_root(self) -> bool:
@@ -324,10 +328,13 @@ def describe(
         core_package=str(answers["core_package"]),
         core_range=str(answers["core_version"]),
     )
+    if folder in isolated_members(tree.files):
+        service.layout = "workspace, isolated (own lock)"
     service.leftovers = leftovers(tree, folder)
     service.entity = entity_reference(tree, folder, answers)
     template_releases(service, context, str(answers.get("_src_path", "")))
     core_versions(service, context, tree, folder, answers)
+    library_versions(service, context, tree, folder, answers)
     if context.use_gh and repository.github:
         try:
             service.pull_requests = context.pull_requests(repository.github)
@@ -399,6 +406,27 @@ def core_versions(
         service.core_note = f"index unreadable: {error}"
         return
     service.core_newest = str(newest) if newest else None
+
+
+def library_versions(
+    service: Service, context: Context, tree: Tree, folder: str, answers: dict[str, Any]
+) -> None:
+    """The published libraries the service locks from its own index, each with the newest release
+    its range allows."""
+    lock = tree.texts.get(str(PurePosixPath(folder, "uv.lock"))) or tree.texts.get("uv.lock")
+    url, index_name = core_index(tree, folder, answers)
+    if lock is None or not url:
+        return
+    pyproject = tree.texts.get(str(PurePosixPath(folder, "pyproject.toml")))
+    service.libraries = private_libraries(lock, pyproject, url, service.core_package or "")
+    for library in service.libraries:
+        try:
+            newest = context.newest_core(
+                context.index_url or url, library.name, library.allowed, index_name
+            )
+        except UnreadableError:
+            continue
+        library.newest = str(newest) if newest else None
 
 
 def locked_version(lock: str, package: str) -> str | None:

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from fleet.probe import Service
 
-COLUMNS = (
+Columns = tuple[tuple[str, str], ...]
+"""(key, heading) of each column, in order."""
+COLUMNS: Columns = (
     ("service", "Service"),
     ("template", "Template"),
     ("behind", "Behind"),
@@ -21,6 +23,7 @@ COLUMNS = (
     ("database", "Database"),
     ("python", "Python"),
     ("core", "Core locked / newest"),
+    ("libraries", "Libraries locked / newest"),
     ("pull_requests", "Update pull requests"),
     ("leftovers", "Leftover conflicts"),
 )
@@ -56,6 +59,16 @@ def record(service: Service, now: datetime) -> dict[str, Any]:
             for pr in service.pull_requests
         ],
         "leftovers": service.leftovers,
+        "libraries": [
+            {
+                "name": library.name,
+                "range": library.allowed,
+                "locked": library.locked,
+                "newest": library.newest,
+                "behind": library.behind,
+            }
+            for library in service.libraries
+        ],
     }
 
 
@@ -83,37 +96,57 @@ def cells(service: Service, now: datetime) -> dict[str, str]:
         "database": service.database or "",
         "python": service.python or "",
         "core": core,
+        "libraries": ", ".join(
+            f"{library.name} {library.locked} / {library.newest or '?'}"
+            + (" (behind)" if library.behind else "")
+            for library in service.libraries
+        )
+        or "none",
         "pull_requests": pull_requests,
         "leftovers": ", ".join(service.leftovers) or "none",
     }
 
 
-def terminal(services: list[Service], now: datetime, console: Console) -> None:
-    table = Table(title="Fleet", show_lines=False)
-    for _, title in COLUMNS:
-        table.add_column(title, overflow="fold")
-    for service in services:
-        line = cells(service, now)
-        style = "red" if service.error or service.leftovers else None
-        table.add_row(*(line.get(key, "") for key, _ in COLUMNS), style=style)
-    console.print(table)
+def rich_table(title: str, columns: Columns, lines: list[dict[str, str]], red: list[bool]) -> Table:
+    """The lines as a terminal table, those marked red in red."""
+    table = Table(title=title, show_lines=False)
+    for _, heading in columns:
+        table.add_column(heading, overflow="fold")
+    for line, is_red in zip(lines, red, strict=True):
+        table.add_row(*(line.get(key, "") for key, _ in columns), style="red" if is_red else None)
+    return table
 
 
-def markdown(services: list[Service], now: datetime) -> str:
+def markdown_table(columns: Columns, lines: list[dict[str, str]]) -> list[str]:
+    """The lines as a Markdown table."""
+
     def escape(text: str) -> str:
         return text.replace("|", "\\|")
 
+    return [
+        "| " + " | ".join(heading for _, heading in columns) + " |",
+        "|" + "---|" * len(columns),
+        *(
+            "| " + " | ".join(escape(line.get(key, "")) for key, _ in columns) + " |"
+            for line in lines
+        ),
+    ]
+
+
+def terminal(services: list[Service], now: datetime, console: Console) -> None:
+    lines = [cells(service, now) for service in services]
+    red = [bool(service.error or service.leftovers) for service in services]
+    console.print(rich_table("Fleet", COLUMNS, lines, red))
+
+
+def markdown(services: list[Service], now: datetime) -> str:
     lines = [
         "# Fleet report",
         "",
         f"{summary(services)}. {now:%Y-%m-%d %H:%M} UTC.",
         "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *markdown_table(COLUMNS, [cells(service, now) for service in services]),
     ]
-    for service in services:
-        line = cells(service, now)
-        lines.append("| " + " | ".join(escape(line.get(key, "")) for key, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,8 +8,6 @@ exercised unchanged.
 from __future__ import annotations
 
 import base64
-import hashlib
-import html
 import os
 import re
 import secrets
@@ -25,35 +23,10 @@ from pathlib import Path
 
 import trustme
 
+from fleet.candidate import add_to_index
 from harness.commands import REPO_ROOT, run
 
 CORE_PROJECT = REPO_ROOT / "core"
-
-
-def normalized_name(distribution: str) -> str:
-    """The PEP 503 normalized form of a distribution name (the index's folder name)."""
-    return re.sub(r"[-_.]+", "-", distribution).lower()
-
-
-def add_to_index(index_root: Path, distribution: str, files: list[Path]) -> None:
-    """Copy distribution files into the index and rewrite the project's page listing them all."""
-    project_dir = index_root / normalized_name(distribution)
-    project_dir.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        shutil.copy2(file, project_dir / file.name)
-    links = []
-    for file in sorted(project_dir.glob("*")):
-        if file.name == "index.html":
-            continue
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        name = html.escape(file.name)
-        links.append(f'<a href="{name}#sha256={digest}">{name}</a><br>')
-    page = "\n".join(["<!DOCTYPE html>", "<html><body>", *links, "</body></html>", ""])
-    (project_dir / "index.html").write_text(page)
-    projects = sorted(path.name for path in index_root.iterdir() if path.is_dir())
-    root_links = [f'<a href="{name}/">{name}</a><br>' for name in projects]
-    root_page = "\n".join(["<!DOCTYPE html>", "<html><body>", *root_links, "</body></html>", ""])
-    (index_root / "index.html").write_text(root_page)
 
 
 def build_core(out_dir: Path, project: Path = CORE_PROJECT) -> list[Path]:

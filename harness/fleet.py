@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fleet.candidate import add_to_index
 from harness.commands import find_python, git
-from harness.core_index import add_to_index
 from harness.generate import SERVICE_NAME, copy
 from harness.template_repo import commit_all, release, snapshot, template_file
+from harness.workspace import generate_workspace
 
 LATEST = "v1.2.0"
 PYTHON = "3.11"
@@ -359,3 +360,82 @@ def build_fleet(root: Path, core_index: Path) -> Fleet:  # noqa: PLR0915 - one f
         "GIT_CONFIG_VALUE_0": "https://github.com/acme/",
     }
     return Fleet(root, template, fleet_file, env, gh_calls, expected, remotes, team_lines)
+
+
+# A fleet for `fleet test-core`: services whose own `make check` really runs, some of which call a
+# public core function the template itself never calls.
+
+CORE_FLEET_SINGLES = ("orders", "billing", "search", "ledger", "notify")
+CORE_FLEET_WORKSPACE = "platform"
+CALLERS = ("billing", "ledger", "platform/projects/api")
+"""The services that call smplcore.issue_internal_token: a candidate renaming it breaks them."""
+CALLER_TEST = "tests/test_calls.py"
+CALLS_MODULE = '''\
+"""Calls to the billing service."""
+
+from smplcore import CoreSettings, issue_internal_token
+
+
+def billing_token(settings: CoreSettings) -> str:
+    """A token for calling billing as this service."""
+    token: str = issue_internal_token(settings, audience="billing")
+    return token
+'''
+CALLS_TEST = '''\
+"""The token for calling billing."""
+
+from {package}.calls import billing_token
+from {package}.settings import get_settings
+
+
+def test_the_billing_token_is_a_jwt() -> None:
+    assert billing_token(get_settings().core_settings()).count(".") == 2
+'''
+
+
+@dataclass
+class CoreFleet:
+    root: Path
+    fleet_file: Path
+    remotes: dict[str, Path]
+    """Each repository's bare remote, by its name (the fleet file lists their paths)."""
+    services: list[str]
+    """Every service that installs the core, as `fleet test-core` names it."""
+    index_url: str
+
+
+def add_calls(project: Path, package: str) -> None:
+    """A module calling the core's issue_internal_token, and its test."""
+    (project / "src" / package / "calls.py").write_text(CALLS_MODULE)
+    (project / CALLER_TEST).write_text(CALLS_TEST.format(package=package))
+
+
+def build_core_fleet(root: Path, template: Path, index_url: str) -> CoreFleet:
+    """Five single-service repositories (clones of one generated service, two calling the core's
+    issue_internal_token) and a workspace (a service calling it, and a library without the core),
+    as bare repositories listed in `root`/fleet.yml by path."""
+    generated = root / "generated"
+    copy(template, generated, {"core_index_url": index_url})
+    work, remotes_folder = root / "work", root / "remotes"
+    remotes_folder.mkdir(parents=True)
+    remotes: dict[str, Path] = {}
+    for name in CORE_FLEET_SINGLES:
+        checkout = clone(generated, work / name)
+        if name in CALLERS:
+            add_calls(checkout, "orders")
+        commit_all(checkout, f"The {name} team's work")
+        remotes[name] = publish(checkout, remotes_folder / f"{name}.git")
+    workspace = generate_workspace(
+        template, work / CORE_FLEET_WORKSPACE, {"core_index_url": index_url}
+    )
+    workspace.make("service", "NAME=api")
+    workspace.make("lib", "NAME=money")
+    add_calls(workspace.path / "projects" / "api", "api")
+    workspace.commit("A service calling the core, and a library without it")
+    remotes[CORE_FLEET_WORKSPACE] = publish(
+        workspace.path, remotes_folder / f"{CORE_FLEET_WORKSPACE}.git"
+    )
+    fleet_file = root / "fleet.yml"
+    fleet_file.write_text("services:\n" + "".join(f"  - remotes/{name}.git\n" for name in remotes))
+    services = [*CORE_FLEET_SINGLES, f"{CORE_FLEET_WORKSPACE}/projects/api"]
+    return CoreFleet(root, fleet_file, remotes, services, index_url)

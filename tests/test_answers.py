@@ -60,6 +60,10 @@ BAD_ANSWERS = [
     ({"backstage_system": "product services"}, "backstage_system must be a Backstage entity name"),
     ({"github_organization": "-acme"}, "github_organization must be a GitHub account name"),
     ({"github_repository": "orders"}, "github_repository must be a GitHub repository's owner/name"),
+    (
+        {"shared_code_reviewers": "platform-reviewers"},
+        "shared_code_reviewers must be GitHub owners",
+    ),
 ]
 
 

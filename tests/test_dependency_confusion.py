@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from fleet.candidate import add_to_index
 from harness.commands import run
-from harness.core_index import CORE_PROJECT, add_to_index
+from harness.core_index import CORE_PROJECT
 from tests.services import GeneratedService
 
 DECOY_VERSION = "1.99.0"

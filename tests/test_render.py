@@ -127,6 +127,7 @@ PLATFORM_SETTINGS = frozenset(
         "core_index_url",
         "backstage_system",
         "github_organization",
+        "shared_code_reviewers",
     }
 )
 

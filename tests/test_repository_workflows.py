@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet.candidate import add_to_index
 from harness.commands import REPO_ROOT, run
-from harness.core_index import add_to_index, serving_index
+from harness.core_index import serving_index
 from harness.template_repo import current_version
 from tests.tools import dev_tool, load_workflow, workflow_steps
 
@@ -133,6 +134,7 @@ def test_permissions_are_read_only_unless_a_job_needs_more(workflow: Path) -> No
             "untag": {"contents": "write"},
         },
         "publish-core.yml": {"publish": {"contents": "read", "id-token": "write"}},
+        "core-fleet.yml": {"try": {"contents": "read", "id-token": "write"}},
     }
     assert granted == needed.get(workflow.name, {})
 
@@ -529,3 +531,14 @@ def test_unpublished_fails_on_refused_credentials(tmp_path: Path, index: tuple[P
     code, files, errors = unpublished(url, core_files(tmp_path / "dist", "1.0.0"), password="wrong")
     assert (code, files) == (1, [])
     assert "answered 401" in errors
+
+
+def test_the_core_is_owned_by_the_reviewers_of_shared_code() -> None:
+    """The repository's CODEOWNERS gives core/ the owners every workspace's lib/ gets."""
+    questions = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    rules = [
+        line.split()
+        for line in (REPO_ROOT / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [["/core/", questions["shared_code_reviewers"]["default"]]]

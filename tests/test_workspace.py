@@ -324,3 +324,15 @@ def test_hadolint_finds_nothing_in_the_generic_dockerfile(workspace: Workspace) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_the_libraries_are_owned_by_the_reviewers_of_shared_code(workspace: Workspace) -> None:
+    """The platform setting shared_code_reviewers, recorded at the root, owns lib/."""
+    reviewers = workspace.answers()["shared_code_reviewers"]
+    assert reviewers == "@your-org/platform-reviewers"
+    rules = [
+        line.split()
+        for line in (workspace.path / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [["/lib/", reviewers]]

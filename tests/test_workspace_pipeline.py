@@ -72,6 +72,7 @@ def test_the_workflows_and_actions_exist(workspace: Path) -> None:
         ".github/workflows/ci.yml",
         ".github/workflows/core-bump.yml",
         ".github/workflows/deploy.yml",
+        ".github/workflows/publish-lib.yml",
         ".github/workflows/template-update.yml",
     ]
 

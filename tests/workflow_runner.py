@@ -282,7 +282,11 @@ def matrix_entries(strategy: Mapping[str, Any], context: Mapping[str, Any]) -> l
     """The entries of a job's `strategy.matrix`: its `include` list, or the product of its axes."""
     matrix = evaluate(strategy["matrix"], context)
     assert isinstance(matrix, dict), f"the runner reads a matrix mapping, not {matrix!r}"
-    axes = {name: values for name, values in matrix.items() if name not in {"include", "exclude"}}
+    axes = {
+        name: evaluate(values, context)
+        for name, values in matrix.items()
+        if name not in {"include", "exclude"}
+    }
     assert "exclude" not in matrix, "the runner does not apply a matrix's exclude"
     assert not (axes and matrix.get("include")), "the runner does not merge include into axes"
     entries = [dict(entry) for entry in matrix.get("include", [])] or [
@@ -379,6 +383,8 @@ class WorkflowRunner:
         self.path = path or f"{fakes.bin}:{tool_env()['PATH']}"
         self.temp = fakes.root / "runner-temp"
         self.temp.mkdir(exist_ok=True)
+        self.summary = self.temp / "step-summary.md"
+        """What every step appended to its job's summary, all jobs together."""
         self._files = 0
 
     def run(self, workflow: str, inputs: Mapping[str, Any] | None = None) -> dict[str, JobResult]:
@@ -537,6 +543,7 @@ class WorkflowRunner:
                 "RUNNER_TEMP": str(self.temp),
                 "GITHUB_OUTPUT": str(output),
                 "GITHUB_ENV": str(exported),
+                "GITHUB_STEP_SUMMARY": str(self.summary),
                 "GITHUB_SHA": github["sha"],
                 "GITHUB_REF": github["ref"],
                 "GITHUB_REPOSITORY": github["repository"],

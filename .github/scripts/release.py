@@ -14,8 +14,9 @@ yet: template and core versions are separate, so a template release publishes th
 its version is new, and a publish that stopped half-way is completed without uploading a file
 twice. `core-api` compares the core's version with the one at REF (by default the newest `v*` tag
 before HEAD: the template's tags carry the core they published): the same version has nothing to
-check, a higher major version may break anything, and otherwise `griffe check` (on PATH; git history
-needed) must find no breaking change of the public API between REF and the working tree.
+check, a higher major version may break anything, and otherwise griffe (installed; git history
+needed) must find no breaking change of the public API between REF and the working tree. The rule
+is the one a workspace's libraries are published by: workspace/tools/api_semver.py, shared.
 `core-candidate` fails unless the tag is `core-v` followed by the core's version and that version
 is a pre-release (aN, bN or rcN): a final core is released with the template. Standard library
 only: it runs on the runner's own Python.
@@ -25,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import os
 import re
 import subprocess
 import sys
+import tarfile
+import tempfile
 import tomllib
 import urllib.error
 import urllib.request
@@ -37,6 +41,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "workspace" / "tools"))
+from api_semver import ApiBreakError, breaking_changes, check_release  # noqa: E402
+
 TAG_PATTERN = re.compile(r"v\d+\.\d+\.\d+")
 PRE_RELEASE = re.compile(r"\d+(\.\d+)*(a|b|rc)\d+")
 HTTP_NOT_FOUND = 404
@@ -89,26 +96,23 @@ def core_api(against: str | None) -> str:
         tomllib.loads(git("show", f"{reference}:core/pyproject.toml"))["project"]["version"]
     )
     current = core_version(REPO_ROOT / "core" / "pyproject.toml")
-    if current == previous:
-        return f"the core is still {current} (as at {reference}): nothing to check"
-    next_major = int(previous.split(".", 1)[0]) + 1
-    if int(current.split(".", 1)[0]) >= next_major:
-        return f"the core goes from {previous} to {current}, a major release: it may break its API"
-    # griffe from PATH: the release workflow runs this through `uv run`, with the locked one.
-    griffe = subprocess.run(  # noqa: S603 - griffe with fixed arguments
-        ["griffe", "check", "smplcore", "--search", "core/src", "--against", reference],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if griffe.returncode != 0:
-        raise ReleaseError(
-            f"the core goes from {previous} ({reference}) to {current}, not a major release, but "
-            f"its public API breaks:\n{griffe.stdout}{griffe.stderr}Keep the old names working "
-            f"(deprecated), or release the core as {next_major}.0.0."
-        )
-    return f"the core goes from {previous} to {current} without breaking its public API"
+
+    def breaks() -> list[str]:
+        with tempfile.TemporaryDirectory() as scratch:
+            archive = subprocess.run(  # noqa: S603 - git with fixed arguments
+                ["git", "archive", "--format=tar", f"{reference}:core/src"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(scratch, filter="data")
+            return breaking_changes("smplcore", Path(scratch), REPO_ROOT / "core" / "src")
+
+    try:
+        return f"against {reference}: {check_release('the core', previous, current, breaks)}"
+    except ApiBreakError as error:
+        raise ReleaseError(f"against {reference}: {error}") from error
 
 
 def core_candidate(tag: str, pyproject: Path) -> str:

@@ -13,6 +13,10 @@ decides, for every member (projects/* and lib/*), with a reason:
   so a lock change that moves a package only one service uses affects only that service;
 - a file that shapes every member changed: SHARED_INPUTS below, the one list of them.
 
+An isolated member (one the root's `[tool.uv.workspace] exclude` leaves out, with a lock of its
+own) is decided the same way from its own uv.lock: the workspace libraries it installs (path
+sources), and its third-party closure at BASE and now.
+
 Anything else (a README at the root, docs) affects nothing. An empty BASE (`--base ''`) affects
 everything: a full run. A service is deployed when its image inputs changed: its files other
 than its tests, a library or package it installs, or a shared input marked as part of every image.
@@ -26,6 +30,7 @@ affected members, each entry checks a batch of them (`members`, space-separated)
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -165,15 +170,35 @@ def local_path(package: Mapping[str, Any]) -> str | None:
     return None
 
 
-def members_of(locked: Locked) -> dict[str, str]:
-    """Workspace members by name: their folder, under projects/ or lib/."""
+def members_of(locked: Locked, folder: str = ".") -> dict[str, str]:
+    """Workspace members by name: their folder, under projects/ or lib/ (the lock's paths are
+    relative to `folder`, the lock's own)."""
     found = {}
     for name, entry in locked.items():
         for package in entry["forks"]:
             path = local_path(package)
+            path = path and os.path.normpath(Path(folder, path))
             if path and path.startswith((SERVICES, "lib/")):
                 found[name] = path
     return found
+
+
+def isolated_members(root: Path = Path()) -> list[str]:
+    """The folders of the members the root pyproject.toml leaves out of the uv workspace
+    (`[tool.uv.workspace] exclude`), each with its own lock (README: Where one lock can't hold)."""
+    try:
+        document = tomllib.loads((root / ROOT_PYPROJECT).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    excluded = document.get("tool", {}).get("uv", {}).get("workspace", {}).get("exclude", [])
+    projects = [
+        path.parent.relative_to(root).as_posix() for path in sorted(root.glob("*/*/pyproject.toml"))
+    ]
+    return [
+        folder
+        for folder in projects
+        if any(fnmatch.fnmatchcase(folder, str(pattern).rstrip("/")) for pattern in excluded)
+    ]
 
 
 def edges(package: Mapping[str, Any], *, dev: bool) -> Iterable[Mapping[str, Any]]:
@@ -280,6 +305,13 @@ def decide(base: str) -> list[Member]:
         raise AffectedError(f"no {LOCK} at the workspace's root: run `uv lock`")
     locked = read_lock(Path(LOCK).read_text())
     members = {name: Member(name, path) for name, path in sorted(members_of(locked).items())}
+    own_locks: dict[str, tuple[Member, Locked]] = {}
+    for folder in isolated_members():
+        own = read_lock(Path(folder, LOCK).read_text() if Path(folder, LOCK).exists() else None)
+        for name, path in members_of(own, folder).items():
+            if path == folder:
+                members[name] = Member(name, path)
+                own_locks[folder] = (members[name], own)
     if not base:
         for member in members.values():
             member.affect("a full run (no base to compare with)", deploy=True)
@@ -287,7 +319,15 @@ def decide(base: str) -> list[Member]:
     start = fork_point(base)
     shipped = file_changes(members, start)
     before = read_lock(at_base(start, LOCK))
-    lock_changes(members, shipped, before, locked)
+    isolated = {member.name for member, _ in own_locks.values()}
+    lock_changes([m for m in members.values() if m.name not in isolated], shipped, before, locked)
+    for folder, (member, own) in own_locks.items():
+        own_before = read_lock(at_base(start, f"{folder}/{LOCK}"))
+        lock_changes([member], shipped, own_before, own, folder)
+    paths = {**members_of(before), **members_of(locked)}
+    tools = closure_changes(before, locked, ROOT_TOOLS, paths, dev=True)
+    for member in members.values() if tools else ():
+        member.affect(f"the dev tools changed: {', '.join(tools)}", deploy=False)
     return list(members.values())
 
 
@@ -316,12 +356,16 @@ def file_changes(members: Mapping[str, Member], start: str) -> dict[str, str]:
 
 
 def lock_changes(
-    members: Mapping[str, Member], shipped: Mapping[str, str], before: Locked, locked: Locked
+    members: Iterable[Member],
+    shipped: Mapping[str, str],
+    before: Locked,
+    locked: Locked,
+    folder: str = ".",
 ) -> None:
-    """Marks the members a changed library reaches through the lock's graph, and those whose
-    locked third-party closure differs from BASE's."""
-    paths = {**members_of(before), **members_of(locked)}
-    for member in members.values():
+    """Marks the members a changed library reaches through the lock's graph (the lock of
+    `folder`), and those whose locked third-party closure differs from BASE's."""
+    paths = {**members_of(before, folder), **members_of(locked, folder)}
+    for member in members:
         runtime = closure(locked, member.name, dev=False)
         checked = closure(locked, member.name, dev=True)
         for library in sorted(shipped.keys() & checked.keys() - {member.name}):
@@ -336,9 +380,6 @@ def lock_changes(
         ]
         if check_changes:
             member.affect(f"its test tools changed: {', '.join(check_changes)}", deploy=False)
-    tools = closure_changes(before, locked, ROOT_TOOLS, paths, dev=True)
-    for member in members.values() if tools else ():
-        member.affect(f"the dev tools changed: {', '.join(tools)}", deploy=False)
 
 
 # Output.

@@ -6,6 +6,7 @@
     workspace.py check [--only typecheck|test] [MEMBER ...]
                                                       each member checked in its own environment
     workspace.py check-pins                           no member pins its own version of anything
+    workspace.py isolate SERVICE                      SERVICE out of the one lock, with its own
     workspace.py update [--vcs-ref REF] [--conflict inline|rej]
                                                       `copier update` of the root and every service
 
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from affected import isolated_members
+from isolated import IsolationError, isolate
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWERS_FILE = ".copier-answers.yml"
@@ -45,6 +48,7 @@ INHERITED_ANSWERS = (
     "backstage_system",
     "github_organization",
     "github_repository",
+    "shared_code_reviewers",
 )
 """The root's answers a new service takes as its own: a team answers only what is new."""
 MEMBER_ENVIRONMENTS = ROOT / ".venvs"
@@ -288,8 +292,9 @@ def declared_requirements(project: dict[str, Any]) -> Iterator[str]:
 
 def pin_violations() -> list[str]:
     """What breaks the single version policy: a member's `==` pin, its own uv constraints or
-    overrides, or a lock file anywhere but the root."""
+    overrides, or a lock file anywhere but the root and the isolated members' folders."""
     violations = []
+    isolated = isolated_members(ROOT)
     for name, folder in members().items():
         where = folder.relative_to(ROOT) / "pyproject.toml"
         project = pyproject(folder)
@@ -302,17 +307,24 @@ def pin_violations() -> list[str]:
         violations += [
             f"{where}: [tool.uv] {key} of {name}'s own; declare it in the root's pyproject.toml"
             for key in ("constraint-dependencies", "override-dependencies")
-            if key in uv
+            if key in uv and folder.relative_to(ROOT).as_posix() not in isolated
         ]
+    allowed = {ROOT / "uv.lock", *(ROOT / folder / "uv.lock" for folder in isolated)}
     violations += [
-        f"{lock.relative_to(ROOT)}: a lock below the root; the root's uv.lock is the only one"
+        f"{lock.relative_to(ROOT)}: a lock below the root; the root's uv.lock is the only one "
+        "(but for isolated members: make isolate)"
         for lock in ROOT.rglob("uv.lock")
-        if lock != ROOT / "uv.lock" and not TOOL_FOLDERS.intersection(lock.relative_to(ROOT).parts)
+        if lock not in allowed and not TOOL_FOLDERS.intersection(lock.relative_to(ROOT).parts)
     ]
     return violations
 
 
 def check_pins() -> int:
+    for folder in isolated_members(ROOT):
+        print(
+            f"{folder}: isolated, the exception to the one lock: its own uv.lock ([tool.uv."
+            "workspace] exclude in pyproject.toml)"
+        )
     violations = pin_violations()
     for violation in violations:
         print(violation, file=sys.stderr)
@@ -335,8 +347,11 @@ def check_member(name: str, folder: Path, steps: Sequence[str]) -> bool:
     what it declares (and its dev group), where an undeclared import fails."""
     results = lint([folder.relative_to(ROOT)]) if "lint" in steps else []
     environment = MEMBER_ENVIRONMENTS / name
-    sync = ["uv", "sync", "--locked", "--exact", "--package", name]
-    if run(sync, env={"UV_PROJECT_ENVIRONMENT": str(environment)}) != 0:
+    # An isolated member is installed from its own lock, a member from the root's.
+    isolated = folder.relative_to(ROOT).as_posix() in isolated_members(ROOT)
+    sync = ["uv", "sync", "--locked", "--exact", *([] if isolated else ["--package", name])]
+    env = {"UV_PROJECT_ENVIRONMENT": str(environment)}
+    if run(sync, cwd=folder if isolated else ROOT, env=env) != 0:
         return False
     if "typecheck" in steps:
         results.append(run([environment / "bin" / "mypy"], cwd=folder))
@@ -448,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks.add_argument("--only", choices=["typecheck", "test"])
     checks.add_argument("members", nargs="*")
     commands.add_parser("check-pins")
+    commands.add_parser("isolate").add_argument("service")
     updates = commands.add_parser("update")
     updates.add_argument("--vcs-ref")
     updates.add_argument("--conflict", choices=["inline", "rej"], default="inline")
@@ -463,9 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args.members, args.only)
         elif args.command == "check-pins":
             return check_pins()
+        elif args.command == "isolate":
+            isolate(args.service, ROOT, members(), run_or_fail)
         else:
             return update(args.copier, args.vcs_ref, args.conflict)
-    except WorkspaceError as error:
+    except (WorkspaceError, IsolationError) as error:
         print(error, file=sys.stderr)
         return 1
     return 0
