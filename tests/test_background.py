@@ -465,7 +465,7 @@ def test_an_update_from_a_release_before_workers_adds_one_and_keeps_the_teams_li
         assert (service / path).is_file(), path
     # The worker's dependencies are declared: `uv lock` (which the update says to run) adds them.
     pyproject = (service / "pyproject.toml").read_text()
-    assert "smplkit-core[worker]" in pyproject
+    assert "smplkit-core[telemetry,worker]" in pyproject
     assert "moto[server]" in pyproject
 
 
