@@ -35,9 +35,17 @@ from smplcore import (
     page_params,
     require_feature,
     resource_document,
+    start_telemetry,
 )
 from smplcore import Resource as JsonApiResource
-from smplcore.testing import fixed_validator_class, jsonapi_schema, validator_for_schema
+from smplcore.settings import TelemetrySettings
+from smplcore.testing import (
+    OtlpReceiver,
+    fixed_validator_class,
+    jsonapi_schema,
+    otlp_receiver,
+    validator_for_schema,
+)
 
 # The request schemas, copied unchanged from the JSON:API specification (CC0); the response
 # schema is the one the core packages.
@@ -339,3 +347,23 @@ def auth_headers(account_token: TokenFactory) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {account_token(**overrides)}"}
 
     return headers
+
+
+# ---------------------------------------------------------------------------- traces
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
+    """An OTLP receiver for the test's spans; tracing is off again after it (the spans sent)."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch delay, in ms
+    with otlp_receiver() as receiving:
+        yield receiving
+        start_telemetry(TelemetrySettings(), service_name=SERVICE)
+
+
+@pytest.fixture
+def traced(receiver: OtlpReceiver) -> OtlpReceiver:
+    """Tracing on for the process, every trace recorded, sent to the receiver it returns."""
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint, trace_sample_ratio=1)
+    start_telemetry(telemetry, service_name=SERVICE)
+    return receiver

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from smplcore import (
     AccessPolicy,
@@ -24,8 +25,9 @@ from smplcore import (
     span,
     start_telemetry,
     trace_headers,
+    trace_queries,
 )
-from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
+from smplcore.testing import OtlpReceiver, ReceivedSpan
 
 ACCOUNT_KEY = "account-key-of-the-telemetry-tests-" + "0123456789abcdef" * 2
 INTERNAL_SECRET = "internal-secret-of-the-telemetry-tests-" + "0123456789abcdef" * 2
@@ -61,14 +63,6 @@ def traced_app(telemetry: TelemetrySettings) -> FastAPI:
     v1.include_router(orders)
     app.include_router(v1)
     return app
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # the SDK's batch delay, in ms
-    with otlp_receiver() as receiving:
-        yield receiving
-        start_telemetry(settings_with(TelemetrySettings()))  # off again: the spans are sent
 
 
 def traced_client(receiver: OtlpReceiver) -> TestClient:
@@ -186,3 +180,49 @@ def test_the_sdk_is_imported_only_when_tracing_is_on() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_each_statement_of_a_recorded_trace_is_a_child_span(traced: OtlpReceiver) -> None:
+    engine = create_engine("sqlite://")
+    trace_queries(engine)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))  # outside any span: no trace to join
+        with span("GET /v1/orders", kind="server"):
+            connection.execute(text("CREATE TABLE orders (id TEXT)"))
+            connection.execute(text("INSERT INTO orders VALUES (:id)"), {"id": "o-1"})
+            with pytest.raises(OperationalError):
+                connection.execute(text("SELECT * FROM nothing_here"))
+    start_telemetry(TelemetrySettings(), service_name="orders")  # off: every span is sent
+    spans = traced.spans()
+    assert sorted(span.name for span in spans) == ["CREATE", "GET /v1/orders", "INSERT", "SELECT"]
+    request = next(span for span in spans if span.kind == "SERVER")
+    queries = named([span for span in spans if span is not request])
+    for query in queries.values():
+        assert (query.kind, query.trace_id) == ("CLIENT", request.trace_id)
+        assert query.parent_span_id == request.span_id
+        assert query.attributes["db.system.name"] == "sqlite"
+    assert queries["INSERT"].attributes["db.query.text"] == "INSERT INTO orders VALUES (?)"
+    assert queries["INSERT"].attributes["db.operation.name"] == "INSERT"
+    assert not queries["INSERT"].failed
+    assert queries["SELECT"].failed
+    assert queries["SELECT"].attributes["error.type"] == "OperationalError"
+
+
+def test_statements_cost_no_span_while_tracing_is_off_or_the_trace_is_not_sampled(
+    receiver: OtlpReceiver,
+) -> None:
+    engine = create_engine("sqlite://")
+    trace_queries(engine)  # tracing is off: no listener
+    assert not engine.dispatch.before_cursor_execute
+    sampled_out = TelemetrySettings(otlp_endpoint=receiver.endpoint, trace_sample_ratio=0)
+    start_telemetry(sampled_out, service_name="orders")
+    trace_queries(engine)
+    with engine.connect() as connection, span("GET /v1/orders", kind="server"):
+        connection.execute(text("SELECT 1"))
+    start_telemetry(TelemetrySettings(), service_name="orders")
+    assert receiver.spans() == []
+
+
+def test_a_process_without_core_settings_names_its_service() -> None:
+    with pytest.raises(TypeError, match="needs service_name="):
+        start_telemetry(TelemetrySettings())  # type: ignore[call-overload]

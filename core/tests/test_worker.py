@@ -18,9 +18,10 @@ import pytest
 from aiobotocore.session import get_session
 from pydantic import ValidationError
 
-from smplcore import ConflictError
+from smplcore import ConflictError, configure_logging, span
 from smplcore.localsqs import LOCAL_CREDENTIALS, LocalQueue, create_queue, sqs_server
-from smplcore.worker import Message, Worker, WorkerSettings, run_worker
+from smplcore.testing import OtlpReceiver
+from smplcore.worker import Message, Worker, WorkerSettings, run_worker, send_message
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -364,3 +365,41 @@ def test_localsqs_serves_a_queue_with_its_dead_letter_queue_until_sigterm() -> N
         assert server.wait(timeout=15) == 0
     assert policy["maxReceiveCount"] == MAX_RECEIVES
     assert policy["deadLetterTargetArn"].endswith(":orders-dlq")
+
+
+def test_a_message_continues_the_trace_of_the_request_that_sent_it(
+    endpoint_url: str, queue: LocalQueue, traced: OtlpReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(service_name="orders")
+    done = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        logging.getLogger("orders.handler").info("order %s packed", message.json()["order"])
+        done.set()
+
+    async def scenario() -> str:
+        with span("POST /v1/orders", kind="server"):
+            async with sqs_client(endpoint_url) as sqs:
+                message_id = await send_message(
+                    sqs, queue.url, '{"order": "o-1"}', attributes={"kind": "order"}
+                )
+        await run_until(Worker(handle, settings_for(endpoint_url, queue)), done.wait())
+        return message_id
+
+    message_id = asyncio.run(scenario())
+    spans = {span.kind: span for span in traced.wait_for(lambda spans: len(spans) == 3)}
+    request, sent, processed = spans["SERVER"], spans["PRODUCER"], spans["CONSUMER"]
+    name = queue.url.rsplit("/", 1)[-1]
+    assert (sent.name, processed.name) == (f"send {name}", f"process {name}")
+    assert {span.trace_id for span in spans.values()} == {request.trace_id}
+    assert sent.parent_span_id == request.span_id
+    assert processed.parent_span_id == sent.span_id
+    for span_ in (sent, processed):
+        assert span_.attributes["messaging.message.id"] == message_id
+        assert span_.attributes["messaging.destination.name"] == name
+        assert span_.attributes["messaging.system"] == "aws_sqs"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    of_message = [line for line in lines if line["event"] in {"order o-1 packed", "message"}]
+    assert [line["event"] for line in of_message] == ["order o-1 packed", "message"]
+    for line in of_message:
+        assert (line["trace_id"], line["span_id"]) == (request.trace_id, processed.span_id)

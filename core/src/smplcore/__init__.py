@@ -68,7 +68,7 @@ from smplcore.jsonapi import (
 from smplcore.logging import configure_logging, current_request_id
 from smplcore.middleware import RequestContextMiddleware
 from smplcore.settings import AuthSettings, ClientSettings, CoreSettings, TelemetrySettings
-from smplcore.telemetry import span, start_telemetry, trace_headers
+from smplcore.telemetry import span, start_telemetry, trace_headers, trace_queries
 
 if TYPE_CHECKING:  # deprecated here (they need the `testing` extra): see __getattr__
     from smplcore.testing import assert_jsonapi_document as assert_jsonapi_document
@@ -152,4 +152,5 @@ __all__ = [
     "span",
     "start_telemetry",
     "trace_headers",
+    "trace_queries",
 ]

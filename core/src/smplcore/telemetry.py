@@ -16,9 +16,12 @@ and cost nothing then: OpenTelemetry is not even imported.
   Logs, which turns them into metrics: no agent, no exporter, nothing more per request than a
   few members of a line that is written anyway.
 
-Code that runs outside a request (a queue worker, a job) records its own spans with
-:func:`span`, starting from the ``traceparent`` a message carries, and passes its trace on with
-:func:`trace_headers`; its log lines carry the ids like a request's.
+Code that runs outside a request records its own spans with :func:`span`, starting from the
+``traceparent`` a message carries, and passes its trace on with :func:`trace_headers`; its log
+lines carry the ids like a request's. The core's queue worker does so for every message (a
+consumer span continuing the trace of the code that sent it with
+:func:`smplcore.worker.send_message`), and :func:`smplcore.jobs.run_job` for every run.
+:func:`trace_queries` adds a child span per statement a SQLAlchemy engine runs.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast, overload
 
 from smplcore import logging as core_logging
 from smplcore.errors import api_routes
-from smplcore.settings import CoreSettings
+from smplcore.settings import CoreSettings, TelemetrySettings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.types import Scope
 
     from smplcore._tracing import Tracing
@@ -43,6 +48,7 @@ __all__ = [
     "span",
     "start_telemetry",
     "trace_headers",
+    "trace_queries",
 ]
 
 SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
@@ -82,23 +88,43 @@ class _Active:
 _active = _Active()
 
 
-def start_telemetry(settings: CoreSettings) -> RequestTelemetry | None:
+@overload
+def start_telemetry(settings: CoreSettings) -> RequestTelemetry | None: ...
+
+
+@overload
+def start_telemetry(
+    settings: TelemetrySettings, *, service_name: str
+) -> RequestTelemetry | None: ...
+
+
+def start_telemetry(
+    settings: CoreSettings | TelemetrySettings, *, service_name: str | None = None
+) -> RequestTelemetry | None:
     """Turn on what ``settings.telemetry`` asks for, for the whole process (and off what it does
     not); the request middleware's part of it, or ``None`` when all is off.
 
-    :func:`smplcore.install_core` calls it; a process without an app (a worker) calls it once
-    at start-up. Spans still waiting to be exported by an earlier call's exporter are flushed.
+    :func:`smplcore.install_core` calls it; a process without an app (a worker, a job) calls it
+    once at start-up, with its :class:`~smplcore.settings.TelemetrySettings` and its
+    ``service_name`` when it has no :class:`~smplcore.settings.CoreSettings`. Spans still
+    waiting to be exported by an earlier call's exporter are flushed; the rest are at the
+    process's exit.
     """
-    telemetry = settings.telemetry
+    if isinstance(settings, CoreSettings):
+        telemetry, service_name = settings.telemetry, settings.service_name
+    elif service_name is None:
+        raise TypeError("start_telemetry(TelemetrySettings(...)) needs service_name=")
+    else:
+        telemetry = settings
     if _active.tracing is not None:
         _active.tracing.shutdown()
         _active.tracing = None
     if telemetry.tracing:
         from smplcore._tracing import Tracing  # noqa: PLC0415 - only a traced service imports the SDK
 
-        _active.tracing = Tracing(settings)
+        _active.tracing = Tracing(telemetry, service_name)
     _active.metrics = (
-        Metrics(telemetry.metrics_namespace, settings.service_name) if telemetry.metrics else None
+        Metrics(telemetry.metrics_namespace, service_name) if telemetry.metrics else None
     )
     core_logging.set_trace_members(None if _active.tracing is None else _active.tracing.log_members)
     if _active.tracing is None and _active.metrics is None:
@@ -131,6 +157,20 @@ def trace_headers() -> dict[str, str]:
     with a call or a message; empty while tracing is off or outside any span."""
     tracing = _active.tracing
     return {} if tracing is None else tracing.headers()
+
+
+def trace_queries(engine: AsyncEngine | Engine) -> None:
+    """While tracing is on, a child span per statement ``engine`` (SQLAlchemy's) runs in a
+    recorded trace, named by its operation and database (``SELECT orders``), with the statement
+    as written (its values are parameters, never in the span); nothing while tracing is off.
+
+    Call it where the engine is made, once :func:`start_telemetry` has run (in an app,
+    :func:`smplcore.install_core` runs it).
+    """
+    tracing = _active.tracing
+    if tracing is not None:
+        # SQLAlchemy's events are the synchronous engine's: an AsyncEngine runs one inside.
+        tracing.trace_queries(cast("Engine", getattr(engine, "sync_engine", engine)))
 
 
 def call_metrics(fields: dict[str, Any], *, failed: bool) -> None:

@@ -12,7 +12,11 @@ the rest, the same way in every worker:
   ``stop_timeout_seconds`` to finish; a handler still running then is cancelled and its message
   made visible again at once. No message is deleted unless its handler returned;
 - one log line per message (``smplcore.worker``): message id, queue, receive count, duration and
-  outcome, with the error (its class, and its code for the core's errors) when the handler raised.
+  outcome, with the error (its class, and its code for the core's errors) when the handler raised;
+- while tracing is on (:mod:`smplcore.telemetry`), a consumer span per message, ``process
+  <queue>``, that continues the trace whose ``traceparent`` the message carries in its attributes
+  (:func:`send_message` puts it there): the request that sent the work and the worker that does
+  it are one trace. The handler's log lines and the message's line carry its ids.
 
 Needs the ``worker`` extra (``smplkit-core[worker]``: aiobotocore), which a service that only
 serves HTTP does not install.
@@ -36,12 +40,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from smplcore.errors import SmplkitError
+from smplcore.telemetry import Span, span, trace_headers
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+    from types_aiobotocore_sqs.type_defs import MessageAttributeValueTypeDef, MessageTypeDef
 
-__all__ = ["Handler", "Message", "Worker", "WorkerSettings", "run_worker"]
+__all__ = ["Handler", "Message", "Worker", "WorkerSettings", "run_worker", "send_message"]
 
 logger = logging.getLogger("smplcore.worker")
 
@@ -105,7 +110,7 @@ class Worker:
     def __init__(self, handler: Handler, settings: WorkerSettings) -> None:
         self.handler = handler
         self.settings = settings
-        self.queue = settings.queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.queue = _queue_name(settings.queue_url)
         self._stopping = asyncio.Event()
         self._handling: set[asyncio.Task[None]] = set()
         self._max_receives: int | None = None
@@ -183,7 +188,18 @@ class Worker:
 
     async def _process(self, sqs: SQSClient, raw: MessageTypeDef) -> None:
         message = _message(raw, self.queue)
-        receipt = raw["ReceiptHandle"]
+        with span(
+            f"process {self.queue}",
+            kind="consumer",
+            carrier=message.attributes,
+            attributes={
+                **_messaging(self.queue, "process"),
+                "messaging.message.id": message.message_id,
+            },
+        ) as traced:
+            await self._handle(sqs, raw["ReceiptHandle"], message, traced)
+
+    async def _handle(self, sqs: SQSClient, receipt: str, message: Message, traced: Span) -> None:
         started = time.perf_counter()
         handling = asyncio.create_task(self.handler(message))
         self._handling.add(handling)
@@ -200,6 +216,7 @@ class Worker:
         }
         if handling.cancelled():
             await self._change_visibility(sqs, message, receipt, 0)
+            traced.fail("interrupted")
             self._log(logging.WARNING, "interrupted", fields, started)
         elif (error := handling.exception()) is not None:
             await self._change_visibility(sqs, message, receipt, self.settings.retry_delay_seconds)
@@ -209,6 +226,8 @@ class Worker:
             if self._max_receives is not None:
                 # SQS moves it to the dead-letter queue instead of its next delivery.
                 fields["dead_letter"] = message.receive_count >= self._max_receives
+            traced.set_attribute("error.type", fields["error"])
+            traced.fail(fields["error"])
             self._log(logging.ERROR, "failed", fields, started, error)
         else:
             try:
@@ -216,6 +235,7 @@ class Worker:
             except (BotoCoreError, ClientError) as error:
                 # Handled, but SQS will deliver it again: handlers are idempotent for this.
                 fields["error"] = type(error).__name__
+                traced.fail(fields["error"])
                 self._log(logging.ERROR, "not_deleted", fields, started, error)
             else:
                 self._log(logging.INFO, "processed", fields, started)
@@ -270,6 +290,46 @@ class Worker:
             )
             return None
         return int(json.loads(policy)["maxReceiveCount"])
+
+
+def _queue_name(queue_url: str) -> str:
+    return queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _messaging(queue: str, operation: str) -> dict[str, str]:
+    """OpenTelemetry's messaging attributes of a span that sends to or processes from ``queue``."""
+    return {
+        "messaging.system": "aws_sqs",
+        "messaging.destination.name": queue,
+        "messaging.operation.type": operation,
+    }
+
+
+async def send_message(
+    sqs: SQSClient,
+    queue_url: str,
+    body: str,
+    *,
+    attributes: Mapping[str, str] | None = None,
+) -> str:
+    """Send ``body`` (and ``attributes``, string message attributes) to the queue at
+    ``queue_url``; returns the message's id.
+
+    While tracing is on, the send is a producer span (``send <queue>``) and the message carries
+    its ``traceparent`` among its attributes, so the worker that handles it continues this trace
+    (SQS allows 10 attributes: the trace takes one or two of them).
+    """
+    queue = _queue_name(queue_url)
+    with span(f"send {queue}", kind="producer", attributes=_messaging(queue, "send")) as traced:
+        values = {**(attributes or {}), **trace_headers()}
+        typed: dict[str, MessageAttributeValueTypeDef] = {
+            name: {"DataType": "String", "StringValue": value} for name, value in values.items()
+        }
+        response = await sqs.send_message(
+            QueueUrl=queue_url, MessageBody=body, MessageAttributes=typed
+        )
+        traced.set_attribute("messaging.message.id", response["MessageId"])
+    return response["MessageId"]
 
 
 def _message(raw: MessageTypeDef, queue: str) -> Message:
