@@ -123,7 +123,7 @@ def create_app() -> FastAPI:
     return app
 
 
-def _resource(row: Mapping[str, Any], collection: str) -> dict[str, Any]:
+def _resource(row: Mapping[Any, Any], collection: str) -> dict[str, Any]:  # RowMapping: any key
     return {
         "type": "widgets",
         "id": str(row["id"]),

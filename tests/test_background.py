@@ -4,29 +4,42 @@ Two generated variants, each copied and installed once (ServiceCache) and shared
 its xdist group: a service with an API, a worker and PostgreSQL, and a project of jobs alone (no
 HTTP API). Their own test suites run the worker as ECS does (`python -m orders worker`, on moto's
 SQS server, SIGTERM at the end), and, on PostgreSQL, show a redelivered message doing its work
-once. Here: their checks, a job's exit status, the workloads' files and answers, the Terraform,
-the deploy (run against fake `aws`/`docker`/`terraform`), an update from a release before the
-question and `make reconfigure` adding a worker, and `make worker` / `make job` in a workspace.
-The core's own loop is tested in core/tests/test_worker.py and core/tests/test_jobs.py.
+once. Here: their checks, a job's exit status, one trace from a request through the message it
+sends to the worker's database statements (the spans decoded from OTLP's protobuf), the workloads'
+files and answers, the Terraform, the deploy (run against fake `aws`/`docker`/`terraform`), an
+update from a release before the question and `make reconfigure` adding a worker, and `make
+worker` / `make job` in a workspace. The core's own loop is tested in core/tests/test_worker.py
+and core/tests/test_jobs.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from harness.commands import run
+from harness.commands import run, tool_env
 from harness.generate import copy, update
+from harness.postgres import free_port, fresh_database
+from harness.serve import serving
 from harness.template_repo import release, snapshot
 from harness.workspace import Workspace, generate_workspace
-from tests.services import GeneratedService, ServiceCache, assert_pytest_green
+from smplcore import JSONAPI_MEDIA_TYPE
+from smplcore.localsqs import LOCAL_CREDENTIALS, create_queue, sqs_server
+from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.services import ALEMBIC_UPGRADE, GeneratedService, ServiceCache, assert_pytest_green
 from tests.test_service_pipeline import DIGEST, PipelineRun, results, run_ci
 from tests.test_terraform import CHECKOV, blocks
 from tests.tools import dev_tool, require_tool, zizmor_findings
@@ -35,6 +48,8 @@ from tests.update_support import TeamWork, status
 WORKER = {"workloads": "[api, worker]", "database": "postgres"}
 JOBS = {"workloads": "[jobs]"}
 EVERYTHING = {"workloads": "[api, worker, jobs]", "database": "postgres"}
+XRAY_WRITE = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+"""What the collector beside a workload needs of its task role to send its traces."""
 API_FILES = ("src/orders/app.py", "src/orders/api.py", "src/orders/widgets/routes.py")
 
 
@@ -90,31 +105,57 @@ sys.exit(main(["job", sys.argv[1]]))
 
 
 @JOBS_GROUP
-def test_a_job_run_logs_one_line_and_exits_with_its_status(
+def test_a_job_run_logs_one_line_is_traced_and_exits_with_its_status(
     services: ServiceCache, tmp_path: Path
 ) -> None:
     service = services.get(**JOBS)
     script = tmp_path / "run_job.py"
     script.write_text(FAILING_JOB)
 
-    def run_job(name: str) -> tuple[int, list[dict[str, Any]]]:
-        result = service.run("uv", "run", "--locked", "python", str(script), name, check=False)
+    def run_job(name: str, traces: str) -> tuple[int, list[dict[str, Any]]]:
+        # Traced as its task definition runs it: every run recorded (spans sent at exit).
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": traces, "TRACE_SAMPLE_RATIO": "1"}
+        result = service.run(
+            "uv", "run", "--locked", "python", str(script), name, env=env, check=False
+        )
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        return result.returncode, [line for line in lines if line["logger"] == "smplcore.jobs"]
+        return result.returncode, lines
 
-    status, lines = run_job("nightly-report")
-    assert status == 0
-    [line] = lines
-    assert (line["job"], line["outcome"], line["exit_status"]) == ("nightly-report", "succeeded", 0)
-    assert re.fullmatch(r"[0-9a-f]{32}", line["run_id"])
-    assert line["service"] == "orders"
-    assert line["duration_ms"] >= 0
+    with otlp_receiver() as receiver:
+        status, lines = run_job("nightly-report", receiver.endpoint)
+        assert status == 0
+        [line] = [line for line in lines if line["logger"] == "smplcore.jobs"]
+        assert (line["job"], line["outcome"], line["exit_status"]) == (
+            "nightly-report",
+            "succeeded",
+            0,
+        )
+        assert re.fullmatch(r"[0-9a-f]{32}", line["run_id"])
+        assert line["service"] == "orders"
+        assert line["duration_ms"] >= 0
+        [reported] = receiver.wait_for(lambda spans: len(spans) == 1)
+        assert (reported.name, reported.attributes["job.run_id"]) == (
+            "job nightly-report",
+            line["run_id"],
+        )
+        # The run's line and the job's own carry the run's trace.
+        assert {(line["trace_id"], line["span_id"]) for line in lines} == {
+            (reported.trace_id, reported.span_id)
+        }
+        assert len(lines) == 2
 
-    status, lines = run_job("broken")
-    assert status == 1
-    [line] = lines
-    assert (line["outcome"], line["error"], line["level"]) == ("failed", "RuntimeError", "error")
-    assert "the ledger is gone" in line["exception"]
+        status, lines = run_job("broken", receiver.endpoint)
+        assert status == 1
+        [line] = [line for line in lines if line["logger"] == "smplcore.jobs"]
+        assert (line["outcome"], line["error"], line["level"]) == (
+            "failed",
+            "RuntimeError",
+            "error",
+        )
+        assert "the ledger is gone" in line["exception"]
+        spans = {span.name: span for span in receiver.wait_for(lambda spans: len(spans) == 2)}
+        broken = spans["job broken"]
+        assert (broken.failed, broken.trace_id) == (True, line["trace_id"])
 
     unknown = service.run(
         "uv", "run", "--locked", "python", "-m", "orders", "job", "x", check=False
@@ -122,6 +163,166 @@ def test_a_job_run_logs_one_line_and_exits_with_its_status(
     assert unknown.returncode == 2
     assert "invalid choice: 'x'" in unknown.stderr
     assert "nightly-report" in unknown.stderr
+
+
+# One trace: a request, the message it sends, the worker's handling, and their statements.
+
+
+ENQUEUE = """\
+\"\"\"The team's route that hands work to the worker, as its README shows.\"\"\"
+
+from typing import Any
+
+from aiobotocore.session import get_session
+from fastapi import APIRouter, FastAPI
+from smplcore.worker import send_message
+
+from orders.app import create_app as create_service
+from orders.settings import get_settings
+
+router = APIRouter()
+
+
+@router.post("/v1/widget-requests")
+async def request_widget() -> dict[str, Any]:
+    settings = get_settings()
+    async with get_session().create_client(
+        "sqs", region_name=settings.aws_region, endpoint_url=settings.sqs_endpoint_url
+    ) as sqs:
+        body = '{"account_id": "acct-1", "name": "first"}'
+        return {"meta": {"message_id": await send_message(sqs, settings.queue_url, body)}}
+
+
+def create_app() -> FastAPI:
+    app = create_service()
+    app.include_router(router)
+    return app
+"""
+
+
+@dataclass
+class Traced:
+    """The API and the worker of one service, running; where their lines and spans go."""
+
+    api_url: str
+    worker_log: Path
+    receiver: OtlpReceiver
+
+
+@contextmanager
+def api_and_worker(service: GeneratedService, database_url: str, folder: Path) -> Iterator[Traced]:
+    """The API (with the route above) and the worker, as their containers run them, on one fresh
+    PostgreSQL database and moto's SQS, both traced as on ECS, every trace recorded; the worker
+    stopped with SIGTERM at the end."""
+    (folder / "enqueue.py").write_text(ENQUEUE)
+    with ExitStack() as stack:
+        receiver = stack.enter_context(otlp_receiver())
+        sqs_endpoint = stack.enter_context(sqs_server())
+        queue = asyncio.run(create_queue(sqs_endpoint, "orders"))
+        database = stack.enter_context(fresh_database(database_url))
+        env = {
+            **service.env,
+            **LOCAL_CREDENTIALS,
+            "DATABASE_URL": database,
+            "QUEUE_URL": queue.url,
+            "SQS_ENDPOINT_URL": sqs_endpoint,
+            "TRACE_SAMPLE_RATIO": "1",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # the SDK's batch delay (ms): spans come quickly
+        }
+        worker_log = folder / "worker.log"
+        worker_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"{receiver.endpoint}/worker"}
+        with worker_log.open("w") as output:  # it starts while the database is migrated
+            worker = subprocess.Popen(
+                ["uv", "run", "--locked", "python", "-m", "orders", "worker"],
+                cwd=service.path,
+                env=tool_env(worker_env),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        stack.callback(worker.wait, timeout=60)
+        stack.callback(worker.terminate)
+        service.run(*ALEMBIC_UPGRADE, env={"DATABASE_URL": database})
+        port = free_port()
+        api = ["uv", "run", "--locked", "uvicorn", "enqueue:create_app", "--factory"]
+        api += ["--port", str(port), "--no-access-log"]
+        api_env = {**env, "PYTHONPATH": str(folder)}
+        api_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"{receiver.endpoint}/api"
+        api_url = f"http://127.0.0.1:{port}"
+        api_log = folder / "api.log"
+        stack.enter_context(
+            serving(api, cwd=service.path, env=tool_env(api_env), base_url=api_url, log=api_log)
+        )
+        yield Traced(api_url, worker_log, receiver)
+
+
+def worker_lines(traced: Traced, message_id: str) -> list[dict[str, Any]]:
+    """The worker's log lines, once it has written the message's line."""
+    deadline = time.monotonic() + 60
+    while True:
+        text = traced.worker_log.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line[:1] == "{"]
+        if any(line.get("message_id") == message_id for line in lines):
+            return lines
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+
+
+def children(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedSpan]:
+    return [span for span in spans if span.parent_span_id == parent.span_id]
+
+
+def whole(spans: list[ReceivedSpan]) -> bool:
+    """The worker's span and its statements have come."""
+    processed = [span for span in spans if span.kind == "CONSUMER"]
+    return len(processed) == 1 and len(children(spans, processed[0])) >= 2
+
+
+@WORKER_GROUP
+def test_a_request_the_message_it_sends_and_their_queries_are_one_trace(
+    services: ServiceCache, database_url: str, tmp_path: Path
+) -> None:
+    service = services.get(**WORKER)
+    with api_and_worker(service, database_url, tmp_path) as traced:
+        headers = {"Authorization": f"Bearer {service.account_token()}"}
+        headers |= {"Accept": JSONAPI_MEDIA_TYPE, "Content-Type": JSONAPI_MEDIA_TYPE}
+        widget = {"data": {"type": "widgets", "attributes": {"name": "first"}}}
+        created = httpx.post(f"{traced.api_url}/v1/widgets", json=widget, headers=headers)
+        assert created.status_code == 201, created.text
+        sent = httpx.post(f"{traced.api_url}/v1/widget-requests", headers=headers)
+        assert sent.status_code == 200, sent.text
+        message_id = sent.json()["meta"]["message_id"]
+        lines = worker_lines(traced, message_id)
+        spans = traced.receiver.wait_for(whole)
+
+    requests = {span.name: span for span in spans if span.kind == "SERVER"}
+    # The widget's creation: its statement is a child of its request.
+    [insert] = children(spans, requests["POST /v1/widgets"])
+    assert (insert.kind, insert.attributes["db.system.name"]) == ("CLIENT", "postgresql")
+    assert insert.name == f"INSERT {insert.attributes['db.namespace']}"
+    assert "INSERT INTO widgets" in insert.attributes["db.query.text"]
+    assert "first" not in insert.attributes["db.query.text"]  # values stay parameters
+    # The request that sent work, the send, the worker's handling, its statements: one trace.
+    request = requests["POST /v1/widget-requests"]
+    [send] = children(spans, request)
+    [processed] = children(spans, send)
+    assert (send.sender, send.kind, send.name) == ("/api", "PRODUCER", "send orders")
+    assert (processed.sender, processed.kind) == ("/worker", "CONSUMER")
+    assert processed.name == "process orders"
+    assert processed.attributes["messaging.message.id"] == message_id
+    statements = children(spans, processed)
+    assert {span.attributes["db.system.name"] for span in statements} == {"postgresql"}
+    assert any("processed_messages" in span.attributes["db.query.text"] for span in statements)
+    assert {span.trace_id for span in (request, send, processed, *statements)} == {request.trace_id}
+    # The message's line and the handler's own carry the worker's span.
+    of_message = [
+        line
+        for line in lines
+        if line.get("message_id") == message_id or line["event"].startswith("widget 'first'")
+    ]
+    assert len(of_message) == 2, lines
+    assert {(line["trace_id"], line["span_id"]) for line in of_message} == {
+        (request.trace_id, processed.span_id)
+    }
 
 
 # The answers and the files each workload brings (rendered only).
@@ -199,7 +400,7 @@ def test_every_task_definition_runs_the_same_image_with_its_own_command_and_role
     ]
     assert worker["taskRoleArn"].endswith(":role/orders-__ENVIRONMENT__-worker")
     assert job["taskRoleArn"].endswith(":role/orders-__ENVIRONMENT__-job")
-    (container,) = worker["containerDefinitions"]
+    container, worker_collector = worker["containerDefinitions"]
     assert container["command"] == ["python", "-m", "orders", "worker"]
     assert "portMappings" not in container
     assert "healthCheck" not in container
@@ -209,7 +410,27 @@ def test_every_task_definition_runs_the_same_image_with_its_own_command_and_role
     )
     # SIGTERM, then 30 s before SIGKILL: the worker's stop timeout (25 s) fits inside.
     assert container["stopTimeout"] == 30
-    assert job["containerDefinitions"][0]["command"] == ["python", "-m", "orders", "job"]
+    job_container, job_collector = job["containerDefinitions"]
+    assert job_container["command"] == ["python", "-m", "orders", "job"]
+    # Traced as the API is: the same collector beside each, on localhost; every job run recorded.
+    api_collector = api["containerDefinitions"][1]
+    for app, collector in ((container, worker_collector), (job_container, job_collector)):
+        assert {**collector, "logConfiguration": None} == {
+            **api_collector,
+            "logConfiguration": None,
+        }
+        assert (collector["name"], collector["essential"]) == ("otel-collector", False)
+        assert app["dependsOn"] == [{"containerName": "otel-collector", "condition": "START"}]
+        assert (
+            collector["logConfiguration"]["options"]["awslogs-group"]
+            == (app["logConfiguration"]["options"]["awslogs-group"])
+        )
+    ratios = [
+        {item["name"]: item["value"] for item in app["environment"]}["TRACE_SAMPLE_RATIO"]
+        for app in (container, job_container)
+    ]
+    assert ratios == ["0.1", "1"]
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
 
 
 # The Terraform: formatted, clean under checkov, and what it builds.
@@ -287,6 +508,8 @@ def test_the_worker_role_only_consumes_its_own_queue(everything: Path) -> None:
     }
     resources = blocks(module, "resource")
     assert resources["aws_iam_role_policy.worker_consumes"]["role"] == "${aws_iam_role.worker.id}"
+    traces = resources["aws_iam_role_policy_attachment.worker_traces"]
+    assert (traces["role"], traces["policy_arn"]) == ("${aws_iam_role.worker.name}", XRAY_WRITE)
     # The API and the jobs may send work, nothing more.
     send = blocks(module, "data")["aws_iam_policy_document.send"]["statement"]
     assert send[0]["actions"] == ["sqs:SendMessage"]
@@ -319,6 +542,8 @@ def test_each_job_is_scheduled_as_an_ecs_task_of_the_newest_revision(jobs_alone:
     assert run_jobs[0]["condition"][0]["variable"] == "ecs:cluster"
     assert run_jobs[1]["actions"] == ["iam:PassRole"]
     assert run_jobs[1]["condition"][0]["values"] == ["ecs-tasks.amazonaws.com"]
+    traces = resources["aws_iam_role_policy_attachment.job_traces"]
+    assert (traces["role"], traces["policy_arn"]) == ("${aws_iam_role.job.name}", XRAY_WRITE)
     # A run that fails is posted to the service's Slack channel.
     failed = resources["aws_cloudwatch_event_rule.job_failed"]["event_pattern"]
     assert "anything-but" in failed
