@@ -112,19 +112,20 @@ def test_a_job_run_logs_one_line_is_traced_and_exits_with_its_status(
     script = tmp_path / "run_job.py"
     script.write_text(FAILING_JOB)
 
-    def run_job(name: str, traces: str) -> tuple[int, list[dict[str, Any]]]:
+    def run_job(name: str, traces: str) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+        """The run's exit status, its line, and every line it wrote."""
         # Traced as its task definition runs it: every run recorded (spans sent at exit).
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": traces, "TRACE_SAMPLE_RATIO": "1"}
         result = service.run(
             "uv", "run", "--locked", "python", str(script), name, env=env, check=False
         )
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-        return result.returncode, lines
+        [run_line] = [line for line in lines if line["logger"] == "smplcore.jobs"]
+        return result.returncode, run_line, lines
 
     with otlp_receiver() as receiver:
-        status, lines = run_job("nightly-report", receiver.endpoint)
+        status, line, lines = run_job("nightly-report", receiver.endpoint)
         assert status == 0
-        [line] = [line for line in lines if line["logger"] == "smplcore.jobs"]
         assert (line["job"], line["outcome"], line["exit_status"]) == (
             "nightly-report",
             "succeeded",
@@ -139,14 +140,13 @@ def test_a_job_run_logs_one_line_is_traced_and_exits_with_its_status(
             line["run_id"],
         )
         # The run's line and the job's own carry the run's trace.
+        assert len(lines) == 2
         assert {(line["trace_id"], line["span_id"]) for line in lines} == {
             (reported.trace_id, reported.span_id)
         }
-        assert len(lines) == 2
 
-        status, lines = run_job("broken", receiver.endpoint)
+        status, line, _ = run_job("broken", receiver.endpoint)
         assert status == 1
-        [line] = [line for line in lines if line["logger"] == "smplcore.jobs"]
         assert (line["outcome"], line["error"], line["level"]) == (
             "failed",
             "RuntimeError",
