@@ -1,19 +1,23 @@
 """Every generated image, built and run by a real container engine (podman, harness/podman.py).
 
-The images are built from the generated Dockerfiles as they are: the default service's, the
-postgres service's, and a workspace's generic one for each of its two services (billing uses the
-library money; ledger has a database). The core comes from a stand-in for CodeArtifact: the local
-core index served over HTTPS (a certificate of the tests' own CA) to the user aws with a password
-made for this run, which each build gets only as its secret. So a build needs the secret, and the
-tests look for it in everything that was built.
+The images are built from the generated Dockerfiles as they are: the default service's, that of
+a service with every workload (API, worker, jobs) and a database, and a workspace's generic one for
+each of its three services (billing uses the library money; ledger has a database; legacy, which
+uses money too, is isolated: `make isolate`, its own lock). The core comes from a stand-in for
+CodeArtifact: the local core index served over HTTPS (a certificate of the tests' own CA) to the
+user aws with a password made for this run, which each build gets only as its secret. So a build
+needs the secret, and the tests look for it in everything that was built.
 
 Each image then runs as ECS runs it: a read-only root filesystem (only /tmp writable), the
-database's images migrated first by their own `alembic upgrade head`. All tests share one xdist
-group ("images"), so the engine and its stand-in base images are set up once per run.
+database's images migrated first by their own `alembic upgrade head`. The service with every
+workload also runs its worker (on moto's SQS server, started here) and its job from the same
+image. All tests share one xdist group ("images"), so the engine and its stand-in base images are
+set up once per run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -24,34 +28,41 @@ import shutil
 import time
 import tomllib
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
+from aiobotocore.session import get_session
+from packaging.utils import canonicalize_name
 
-from harness.commands import REPO_ROOT
+from harness.commands import REPO_ROOT, run
 from harness.core_index import PrivateIndex
 from harness.generate import copy
 from harness.podman import EngineUnavailableError, Podman, podman_engine
-from harness.postgres import free_port, fresh_database
+from harness.postgres import free_port, fresh_database, psql, url_for_database
 from harness.workspace import generate_workspace
+from smplcore.localsqs import LOCAL_CREDENTIALS, LocalQueue, create_queue, sqs_server
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 pytestmark = pytest.mark.xdist_group("images")
 
 SECRET_ID = "uv_index_password"
 """The build secret the Dockerfiles read the index's password from."""
 APP_USER = "10001"
-DEV_TOOLS = frozenset({"pytest", "ruff", "mypy", "pre_commit", "jsonschema"})
+DEV_TOOLS = frozenset({"pytest", "ruff", "mypy", "pre_commit", "jsonschema", "moto"})
 RUNTIME_FILES = ("alembic.ini", "migrations", "openapi.json")
 """What a service's image holds in /app besides its environment, when the service has it."""
 
 
 class Spec(NamedTuple):
     project: str
-    """What is generated: "service", "postgres" (a service with a database) or "workspace"."""
+    """What is generated: "service", "everything" (a service with every workload and a database)
+    or "workspace"."""
     package: str
     """The service's import name (and, in the workspace, its PACKAGE)."""
     closure: frozenset[str]
@@ -66,19 +77,28 @@ IMAGES = {
         "service", "orders", frozenset({"orders", "smplcore", "uvicorn"}),
         frozenset({"alembic", "sqlalchemy"}), has_database=False,
     ),
-    "orders-postgres": Spec(
-        "postgres", "orders", frozenset({"orders", "smplcore", "alembic", "sqlalchemy"}),
+    "orders-everything": Spec(
+        "everything", "orders",
+        frozenset({"orders", "smplcore", "alembic", "sqlalchemy", "aiobotocore"}),
         frozenset(), has_database=True,
     ),
     "billing": Spec(
         "workspace", "billing", frozenset({"billing", "money", "smplcore"}),
-        frozenset({"ledger", "alembic", "sqlalchemy"}), has_database=False,
+        frozenset({"ledger", "legacy", "alembic", "sqlalchemy", "humanize"}), has_database=False,
     ),
     "ledger": Spec(
         "workspace", "ledger", frozenset({"ledger", "smplcore", "alembic"}),
-        frozenset({"billing", "money"}), has_database=True,
+        frozenset({"billing", "legacy", "money"}), has_database=True,
+    ),
+    "legacy": Spec(
+        "workspace", "legacy", frozenset({"legacy", "money", "smplcore", "humanize"}),
+        frozenset({"billing", "ledger", "alembic"}), has_database=False,
     ),
 }  # fmt: skip
+EVERYTHING = "orders-everything"
+"""The image whose worker and job run too."""
+ISOLATED_PIN = "humanize<4"
+"""What the isolated member locks on its own: the workspace's lock holds no humanize."""
 
 
 @dataclass
@@ -106,9 +126,14 @@ class Projects:
             workspace.make("service", "NAME=ledger", "DATABASE=postgres", env=env)
             workspace.make("lib", "NAME=money", env=env)
             workspace.make("add-lib", "SERVICE=billing", "LIB=money", env=env)
+            workspace.make("service", "NAME=legacy", env=env)
+            workspace.make("add-lib", "SERVICE=legacy", "LIB=money", env=env)
+            workspace.make("isolate", "SERVICE=legacy", env=env)
+            legacy = workspace.path / "projects" / "legacy"
+            run(["uv", "add", "--quiet", "--no-sync", ISOLATED_PIN], cwd=legacy, env=env)
             return workspace.path
-        if project == "postgres":
-            answers["database"] = "postgres"
+        if project == "everything":
+            answers |= {"workloads": "[api, worker, jobs]", "database": "postgres"}
         copy(self.template, self.root / project, answers, env=env)
         return self.root / project
 
@@ -133,6 +158,12 @@ class Image:
         """The service's own folder in the build context."""
         in_workspace = self.spec.project == "workspace"
         return self.context / "projects" / self.spec.package if in_workspace else self.context
+
+    @property
+    def lock(self) -> Path:
+        """The lock the image is installed from: the service's own when it is isolated."""
+        own = self.service_folder / "uv.lock"
+        return own if own.exists() else self.context / "uv.lock"
 
     @property
     def source(self) -> Path:
@@ -172,6 +203,8 @@ class Running(NamedTuple):
     ready_seconds: float
     """From `podman run` to /readyz's first 200."""
     migration_log: str
+    database_url: str | None
+    """The migrated database it serves from, when it has one."""
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +214,7 @@ def service(request: pytest.FixtureRequest, podman: Podman, image: Image) -> Ite
     port = free_port()
     env = {"HTTP_PORT": str(port)}
     migration_log = ""
+    url = None
     with ExitStack() as stack:
         if image.spec.has_database:
             url = stack.enter_context(fresh_database(request.getfixturevalue("database_url")))
@@ -191,17 +225,21 @@ def service(request: pytest.FixtureRequest, podman: Podman, image: Image) -> Ite
         container = stack.enter_context(podman.started(image.name, env=env))
         base_url = f"http://127.0.0.1:{port}"
         podman.wait_until_answering(container, f"{base_url}/readyz")
-        yield Running(container, base_url, time.monotonic() - start, migration_log)
+        yield Running(container, base_url, time.monotonic() - start, migration_log, url)
+
+
+def assert_non_root_on_a_read_only_root_filesystem(podman: Podman, container: str) -> None:
+    status = podman("exec", container, "cat", "/proc/1/status").stdout
+    uid = re.search(r"^Uid:\s+(.+)$", status, re.MULTILINE)
+    assert uid, status
+    assert set(uid[1].split()) == {APP_USER}, f"the container runs as uid {uid[1]}"
+    assert podman.inspect(container)["HostConfig"]["ReadonlyRootfs"] is True
 
 
 def test_the_image_runs_as_a_non_root_user_on_a_read_only_root_filesystem(
     podman: Podman, service: Running
 ) -> None:
-    status = podman("exec", service.container, "cat", "/proc/1/status").stdout
-    uid = re.search(r"^Uid:\s+(.+)$", status, re.MULTILINE)
-    assert uid, status
-    assert set(uid[1].split()) == {APP_USER}, f"the service runs as uid {uid[1]}"
-    assert podman.inspect(service.container)["HostConfig"]["ReadonlyRootfs"] is True
+    assert_non_root_on_a_read_only_root_filesystem(podman, service.container)
 
 
 def test_livez_and_readyz_answer_200(
@@ -225,13 +263,17 @@ def test_the_healthcheck_reports_healthy(podman: Podman, service: Running) -> No
 
 
 PROBE = """
-import hashlib, importlib.util, json, os, sys
+import hashlib, importlib.metadata, importlib.util, json, os, sys
 package, names = sys.argv[1], sys.argv[2:]
 spec = importlib.util.find_spec(package)
 folder = os.path.dirname(spec.origin)
+specs = {name: importlib.util.find_spec(name) for name in names}
 print(json.dumps({
-    "importable": sorted(name for name in names if importlib.util.find_spec(name)),
-    "origin": spec.origin,
+    "importable": sorted(name for name, found in specs.items() if found),
+    "origins": {name: found.origin for name, found in specs.items() if found},
+    "distributions": {
+        found.metadata["Name"]: found.version for found in importlib.metadata.distributions()
+    },
     "compiled": any(name.endswith(".pyc") for name in os.listdir(folder + "/__pycache__"))
     if os.path.isdir(folder + "/__pycache__") else False,
     "app": {
@@ -264,8 +306,22 @@ def test_the_image_holds_its_closure_compiled_and_no_tests_dev_tools_or_git(
     found = json.loads(podman.run(image.name, "python", "-c", PROBE, spec.package, *names).stdout)
     assert found["importable"] == sorted(spec.closure)
     # Installed, not editable: from the environment, with its bytecode compiled at build time.
-    assert found["origin"].startswith("/app/.venv/lib/"), found["origin"]
+    outside_the_environment = {
+        name: origin
+        for name, origin in found["origins"].items()
+        if not origin.startswith("/app/.venv/lib/")
+    }
+    assert outside_the_environment == {}
     assert found["compiled"]
+    # Each package at the version of the lock it was built from (an isolated service: its own).
+    locked = {
+        package["name"]: package["version"]
+        for package in tomllib.loads(image.lock.read_text())["package"]
+    }
+    installed = {
+        canonicalize_name(name): version for name, version in found["distributions"].items()
+    }
+    assert {name: locked.get(name) for name in installed} == installed
     # /app: the environment and the service's runtime files, as they are in the build context.
     shipped = [image.service_folder / name for name in RUNTIME_FILES]
     assert found["app"] == {".venv": "folder"} | {
@@ -303,6 +359,144 @@ def test_the_index_secret_is_in_no_layer_and_not_in_the_image_configuration(
         archive.unlink()
     for name in (image.name, build_stage):
         assert private_index.password not in json.dumps(podman.inspect(name))
+
+
+# The worker and the jobs: the same image with another command (their task definitions').
+
+
+@pytest.fixture(scope="module")
+def sqs_endpoint() -> Iterator[str]:
+    """moto's SQS server (the core's smplcore.localsqs), on loopback: the worker's queue."""
+    with sqs_server() as endpoint_url:
+        yield endpoint_url
+
+
+@asynccontextmanager
+async def sqs_client(endpoint_url: str) -> AsyncIterator[SQSClient]:
+    async with get_session().create_client(
+        "sqs",
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    ) as sqs:
+        yield sqs
+
+
+async def send(endpoint_url: str, queue_url: str, body: str) -> str:
+    async with sqs_client(endpoint_url) as sqs:
+        return (await sqs.send_message(QueueUrl=queue_url, MessageBody=body))["MessageId"]
+
+
+async def messages_left(endpoint_url: str, queue: LocalQueue) -> int:
+    """The messages on the queue and its dead-letter queue, visible or being handled."""
+    left = 0
+    async with sqs_client(endpoint_url) as sqs:
+        for url in (queue.url, queue.dead_letter_url):
+            found = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+            attributes = found["Attributes"]
+            left += int(attributes["ApproximateNumberOfMessages"])
+            left += int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return left
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def wait_for_line(
+    podman: Podman, container: str, wanted: Callable[[dict[str, Any]], bool], seconds: float = 60
+) -> dict[str, Any]:
+    """The container's first log line that is `wanted`; fails, with its logs, when it stops or
+    `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        logs = podman.logs(container)
+        found = [line for line in json_lines(logs) if wanted(line)]
+        if found:
+            return found[0]
+        if not podman.inspect(container)["State"]["Running"]:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"no such line from {container}:\n{podman.logs(container)}")
+
+
+@pytest.mark.parametrize("image", [EVERYTHING], indirect=True)
+def test_the_worker_runs_from_the_image_handles_a_message_and_stops_cleanly_on_sigterm(
+    podman: Podman,
+    image: Image,
+    service: Running,
+    sqs_endpoint: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """`python -m orders worker`, its ECS service's command, as ECS runs it: the message is
+    handled once, recorded in the database and deleted; `podman stop` sends SIGTERM."""
+    assert service.database_url
+    queue = asyncio.run(create_queue(sqs_endpoint, image.spec.package))
+    body = json.dumps({"account_id": "acct-1", "name": "from the image"})
+    message_id = asyncio.run(send(sqs_endpoint, queue.url, body))
+    env = {
+        **LOCAL_CREDENTIALS,
+        "QUEUE_URL": queue.url,
+        "SQS_ENDPOINT_URL": sqs_endpoint,
+        "DATABASE_URL": service.database_url,
+    }
+    command = ("python", "-m", image.spec.package, "worker")
+    with podman.started(image.name, *command, env=env) as container:
+        line = wait_for_line(podman, container, lambda line: line.get("message_id") == message_id)
+        assert_non_root_on_a_read_only_root_filesystem(podman, container)
+        start = time.monotonic()
+        podman("stop", "--time=30", container)
+        record_property("worker_stop_s", round(time.monotonic() - start, 2))
+        state = podman.inspect(container)["State"]
+        assert state["ExitCode"] == 0, podman.logs(container)
+    assert (line["event"], line["outcome"], line["receive_count"]) == ("message", "processed", 1)
+    assert asyncio.run(messages_left(sqs_endpoint, queue)) == 0
+    recorded = psql(service.database_url, "SELECT message_id FROM processed_messages")
+    assert recorded == message_id
+
+
+@pytest.mark.parametrize("image", [EVERYTHING], indirect=True)
+def test_a_job_runs_from_the_image_and_exits_with_its_status(
+    podman: Podman, image: Image, service: Running, database_url: str
+) -> None:
+    """`python -m orders job NAME`, its schedule's command: 0 when the job returns, 1 when it
+    raises (here, its database is gone)."""
+    assert service.database_url
+    command = ("python", "-m", image.spec.package, "job", "nightly-report")
+
+    def run_job(url: str) -> tuple[int, dict[str, Any]]:
+        done = podman.run(image.name, *command, env={"DATABASE_URL": url}, check=False)
+        lines = [line for line in json_lines(done.stdout) if line["logger"] == "smplcore.jobs"]
+        assert len(lines) == 1, done.stdout + done.stderr
+        return done.returncode, lines[0]
+
+    status, line = run_job(service.database_url)
+    assert (status, line["job"], line["outcome"]) == (0, "nightly-report", "succeeded")
+    status, line = run_job(url_for_database(database_url, f"gone_{secrets.token_hex(4)}"))
+    assert (status, line["outcome"], line["level"]) == (1, "failed", "error")
+
+
+def test_ci_deploys_the_isolated_member_whose_packages_only_its_own_lock_holds(
+    projects: Projects,
+) -> None:
+    """The workspace CI builds (`--build-arg PACKAGE=<member>`) and deploys what
+    `tools/affected.py --deploys` lists: the isolated member too. Its packages are in its own
+    lock only (the image tests find them in its image, at their versions there)."""
+    workspace = projects.get("workspace")
+    deploys = run(["python3", "tools/affected.py", "--base", "", "--deploys"], cwd=workspace).stdout
+    listed = {item["member"]: item["path"] for item in json.loads(deploys)["include"]}
+    assert listed == {
+        "billing": "projects/billing",
+        "ledger": "projects/ledger",
+        "legacy": "projects/legacy",
+    }
+    root = {
+        package["name"] for package in tomllib.loads((workspace / "uv.lock").read_text())["package"]
+    }
+    assert not {"legacy", "humanize"} & root
+    own = tomllib.loads((workspace / "projects" / "legacy" / "uv.lock").read_text())
+    assert {"legacy", "money", "humanize"} <= {package["name"] for package in own["package"]}
 
 
 def test_the_core_kept_in_the_workspace_is_a_member_and_built_into_the_image(
