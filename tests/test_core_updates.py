@@ -4,7 +4,9 @@ the bump and release workflows run against fake `gh` and `aws`; the core's API-d
 and the services' range against the core's major version.
 
 The service is generated while the index holds only 1.1.0 (so its uv.lock holds 1.1.0); then
-1.2.0, 1.3.0rc1 and 2.0.0 are published next to it. The tests run in the order written.
+1.2.0, 1.3.0rc1 and 2.0.0 are published next to it, each declaring one more error response, which
+changes the service's OpenAPI document (no break: every check passes once openapi.json is written
+again). The tests run in the order written.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from tests.workflow_runner import Emulated, FakeCommands, JobResult, WorkflowRun
 pytestmark = pytest.mark.xdist_group("core-updates")
 
 CORE = "smplkit-core"
-NEWER_RELEASES = ("1.2.0", "1.3.0rc1", "2.0.0")
+NEW_RESPONSE = "Too Many Requests"
+DECLARES_A_NEW_RESPONSE = {
+    # Every operation the core describes declares a 429 as well.
+    "src/smplcore/app.py": (
+        '    errors["406"] = "Not Acceptable"\n',
+        f'    errors["406"] = "Not Acceptable"\n    errors["429"] = "{NEW_RESPONSE}"\n',
+    ),
+}
+NEWER_RELEASES = dict.fromkeys(("1.2.0", "1.3.0rc1", "2.0.0"), DECLARES_A_NEW_RESPONSE)
 TOKEN = "codeartifact-token-for-the-test"
 EMULATED_ACTIONS = {
     "actions/checkout": lambda _: Emulated(),
@@ -65,7 +75,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Flee
     copy(template_repo, work / "service", answers, env=uv_python(answers))
     service = GeneratedService(work / "service")
     assert locked_core(service) == "1.1.0"
-    publish_core_versions(index, work, {version: {} for version in NEWER_RELEASES})
+    publish_core_versions(index, work, NEWER_RELEASES)
     return Fleet(index, work, service)
 
 
@@ -88,17 +98,26 @@ def make(folder: Path, *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def core_latest(folder: Path) -> tuple[int, str]:
-    """`make core-latest`, which leaves uv.lock byte for byte as it was."""
+def core_latest(folder: Path, *args: str) -> tuple[int, str]:
+    """`make core-latest`, which leaves uv.lock and every file byte for byte as they were."""
+    status_before = git("status", "--porcelain", cwd=folder)
     lock_before = (folder / "uv.lock").read_bytes()
-    result = make(folder, "core-latest")
+    result = make(folder, "core-latest", *args)
     assert (folder / "uv.lock").read_bytes() == lock_before
+    assert git("status", "--porcelain", cwd=folder) == status_before
     return result
+
+
+def declares_the_new_response(document: str) -> bool:
+    """Whether an OpenAPI document is the one the newer cores serve."""
+    return f'"description": "{NEW_RESPONSE}"' in document
 
 
 def test_core_latest_checks_the_newest_final_release_in_range_and_keeps_the_lock(
     fleet: Fleet,
 ) -> None:
+    """1.2.0 changes the OpenAPI document: the copy's openapi.json is written again before the
+    checks, so that only a break fails them."""
     code, output = core_latest(fleet.service.path)
     assert code == 0, output
     assert f"Checking {CORE} 1.2.0 (uv.lock holds 1.1.0)" in output
@@ -113,7 +132,8 @@ def test_core_bump_moves_the_lock_to_the_newest_final_release_in_range(fleet: Fl
     assert code == 0, output
     assert locked_core(fleet.service) == "1.2.0"
     assert " passed" in output
-    git("checkout", "uv.lock", cwd=fleet.service.path)
+    assert declares_the_new_response((fleet.service.path / "openapi.json").read_text())
+    git("checkout", "uv.lock", "openapi.json", cwd=fleet.service.path)
 
 
 def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_final(
@@ -132,7 +152,7 @@ def test_core_rc_tests_the_candidate_and_the_guard_refuses_it_until_the_lock_is_
     assert f"uv.lock holds {CORE} 1.3.0rc1, a pre-release" in output
     assert " passed" not in output  # refused before anything else runs
 
-    git("checkout", "uv.lock", cwd=fleet.service.path)
+    git("checkout", "uv.lock", "openapi.json", cwd=fleet.service.path)
     code, output = make(fleet.service.path, "core-release-guard")
     assert code == 0, output
 
@@ -202,18 +222,30 @@ def test_the_bump_workflow_runs_daily_on_demand_and_when_a_core_is_released(flee
 
 
 def one_self_merging_pull_request(
-    scenario: BumpScenario, version: str, event: dict[str, Any] | None = None
+    scenario: BumpScenario,
+    version: str,
+    documents: list[str],
+    event: dict[str, Any] | None = None,
 ) -> JobResult:
-    """core-bump.yml run twice for the same core `version`, on which the checks pass: one branch
-    changing uv.lock only, one pull request set to merge itself; the first run's job."""
+    """core-bump.yml run twice for the same core `version`, on which the checks pass once the
+    OpenAPI `documents` are written again: one branch changing uv.lock and those documents (the
+    new core's, which the checks compared with what the service serves), one pull request set to
+    merge itself; the first run's job."""
     job = run_bump_workflow(scenario, event)
     branch = f"core-bump/{version}"
     pushed = git("show", f"{branch}:uv.lock", cwd=scenario.origin)
     assert f'name = "{CORE}"\nversion = "{version}"' in pushed
-    assert git("diff", "--name-only", "main", branch, cwd=scenario.origin).split() == ["uv.lock"]
+    changed = git("diff", "--name-only", "main", branch, cwd=scenario.origin).split()
+    assert changed == sorted(["uv.lock", *documents])
+    for document in documents:
+        new = git("show", f"{branch}:{document}", cwd=scenario.origin)
+        assert new == (scenario.project / document).read_text(), "the document the checks saw"
+        assert declares_the_new_response(new), document
+        assert not declares_the_new_response(git("show", f"main:{document}", cwd=scenario.origin))
     (pull_request,) = scenario.fakes.calls(r"^gh pr create")
     assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
     assert "--label" not in pull_request.args
+    assert f"in this diff: {' '.join(documents)}." in pull_request.args[-1]
     (merge,) = scenario.fakes.calls(r"^gh pr merge")
     assert merge.args == ["pr", "merge", branch, "--auto", "--squash"]
 
@@ -241,7 +273,7 @@ def failing_pull_request(scenario: BumpScenario, version: str) -> str:
 def test_the_bump_workflow_opens_one_self_merging_pull_request_per_version(
     bump: BumpScenario,
 ) -> None:
-    job = one_self_merging_pull_request(bump, "1.2.0")
+    job = one_self_merging_pull_request(bump, "1.2.0", ["openapi.json"])
     assert " passed" in job.log
 
 

@@ -925,6 +925,10 @@ def run_update_workflow(scenario: UpdateScenario) -> JobResult:
     return job
 
 
+LIVEZ_DESCRIPTION = "A meta-only JSON:API document."
+NEW_LIVEZ_DESCRIPTION = "Whether the process answers: a meta-only JSON:API document."
+
+
 def release_template(template: Path, tag: str, change: str) -> None:
     dockerignore = template / "template" / ".dockerignore"
     dockerignore.write_text(dockerignore.read_text().replace("tests/\n", f"tests/\n{change}\n"))
@@ -944,12 +948,20 @@ def test_template_update_workflow_does_nothing_when_current(
 def test_template_update_workflow_opens_a_clean_pull_request(
     update_scenario: UpdateScenario,
 ) -> None:
+    """The release also changes what the service serves (a route's description): the pull
+    request carries the OpenAPI document written again."""
     tag = update_scenario.next_tag
+    health = update_scenario.template / "template" / "src" / "{{package_name}}" / "health.py.jinja"
+    health.write_text(health.read_text().replace(LIVEZ_DESCRIPTION, NEW_LIVEZ_DESCRIPTION))
     release_template(update_scenario.template, tag, "docs/")
     run_update_workflow(update_scenario)
     branch = f"template-update/{tag.lstrip('v')}"
     pushed = git("show", f"{branch}:.dockerignore", cwd=update_scenario.origin)
     assert "tests/\ndocs/\n" in pushed
+    document = json.loads(git("show", f"{branch}:openapi.json", cwd=update_scenario.origin))
+    assert document["paths"]["/livez"]["get"]["description"] == NEW_LIVEZ_DESCRIPTION
+    before = json.loads(git("show", "main:openapi.json", cwd=update_scenario.origin))
+    assert before["paths"]["/livez"]["get"]["description"] == LIVEZ_DESCRIPTION
     (pull_request,) = update_scenario.fakes.calls(r"^gh pr create")
     assert pull_request.args[:6] == ["pr", "create", "--base", "main", "--head", branch]
     assert "--label" not in pull_request.args

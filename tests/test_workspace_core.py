@@ -5,7 +5,8 @@ the members whose locked closure holds the core.
 
 The workspace (a service, billing, and a library, money, that does not use the core) is generated
 while the local index holds only the core 1.1.0; then 1.2.0, 1.3.0rc1 and 2.0.0 are published next
-to it, and later 1.2.1, which breaks billing. The tests run in the order written.
+to it (each changes billing's OpenAPI document), and later 1.2.1, which breaks billing. The tests
+run in the order written.
 """
 
 from __future__ import annotations
@@ -60,14 +61,15 @@ def setting(tmp_path_factory: pytest.TempPathFactory, template_repo: Path) -> Se
     workspace.make("lib", "NAME=money")
     workspace.commit("A service and a library")
     assert locked_core(workspace.path) == "1.1.0"
-    publish_core_versions(index, work, {version: {} for version in NEWER_RELEASES})
+    publish_core_versions(index, work, NEWER_RELEASES)
     return Setting(index, work, workspace)
 
 
-def test_core_latest_checks_every_member_on_the_newest_release_and_keeps_the_lock(
+def test_core_latest_checks_the_members_named_on_the_newest_release_and_keeps_the_lock(
     setting: Setting,
 ) -> None:
-    code, output = core_latest(setting.workspace.path)
+    """As CI's core-latest job runs it, for the members a change affects (here both)."""
+    code, output = core_latest(setting.workspace.path, "PACKAGE=billing money")
     assert code == 0, output
     assert f"Checking {CORE} 1.2.0 (uv.lock holds 1.1.0) in a copy of the workspace." in output
     assert f"The workspace passes its checks on {CORE} 1.2.0" in output
@@ -112,7 +114,8 @@ def test_the_release_s_dispatch_opens_one_self_merging_pull_request_moving_the_r
     bump: BumpScenario, tmp_path: Path
 ) -> None:
     """notify-services tells the workspace as it tells a service; its core-bump workflow, run for
-    that event, moves the root's uv.lock; a second dispatch of the same core opens nothing."""
+    that event, moves the root's uv.lock and writes billing's openapi.json again (1.2.0 changes
+    it), the checks pass; a second dispatch of the same core opens nothing."""
     checkout = release_checkout(tmp_path / "template")
     release_core(checkout, "1.2.0", {})
     dispatches = notify_services(checkout, ["example/orders", REPOSITORY], tmp_path / "fakes")
@@ -124,7 +127,7 @@ def test_the_release_s_dispatch_opens_one_self_merging_pull_request_moving_the_r
         "client_payload": {"version": fields["client_payload[version]"]},
         "repository": {"default_branch": "main"},
     }
-    job = one_self_merging_pull_request(bump, "1.2.0", event)
+    job = one_self_merging_pull_request(bump, "1.2.0", ["projects/billing/openapi.json"], event)
     assert ".venvs/billing/bin/pytest" in job.log
 
 
@@ -173,7 +176,9 @@ def test_a_workspace_keeping_the_core_in_lib_says_it_moves_with_the_repository(
     destination = tmp_path / "acme-services"
     answers = {**base_answers, "layout": "workspace", "core_source": "workspace"}
     copy(template_repo, destination, {**answers, "service_name": "acme-services"}, skip_tasks=True)
-    assert not (destination / ".github" / "workflows" / "core-bump.yml").exists()
+    workflows = destination / ".github" / "workflows"
+    assert not (workflows / "core-bump.yml").exists()
+    assert "core-latest" not in load_workflow(workflows / "ci.yml")["jobs"]
     member = (
         "smplkit-core is a member of this workspace (lib/smplkit-core/, core_source: workspace)"
     )

@@ -297,6 +297,7 @@ def test_a_library_change_checks_its_dependants_and_deploys_the_services_using_i
     assert {job: result.result for job, result in pipeline.jobs.items()} == {
         "affected": "success",
         "checks": "success",
+        "core-latest": "success",
         "images": "success",
         "deploy-staging": "success",
         "deploy-production": "success",
@@ -304,6 +305,12 @@ def test_a_library_change_checks_its_dependants_and_deploys_the_services_using_i
     }, pipeline.jobs["affected"].log
     assert pipeline.legs("checks") == sorted(change.affected)
     assert pipeline.checked() == sorted(change.affected)
+    # One job checks the same members on the newest core, with the index's token and a database.
+    (core_latest,) = pipeline.fakes.calls(r"^make core-latest")
+    assert core_latest.args[0] == "core-latest"
+    assert sorted(core_latest.args[1].removeprefix("PACKAGE=").split()) == sorted(change.affected)
+    assert core_latest.env["UV_INDEX_PRIVATE_PASSWORD"] == TOKEN
+    assert core_latest.env["TEST_DATABASE_URL"].startswith("postgresql://postgres:postgres@")
     services = sorted(change.deployed)
     assert services == ["service-01", "service-02", "service-03"]
     assert pipeline.legs("images") == services
@@ -338,6 +345,7 @@ def test_a_pull_request_checks_and_builds_but_deploys_nothing(
     change = change_named("one service file")
     pipeline = run_ci(history, change, tmp_path, event="pull_request")
     assert pipeline.checked() == ["service-05"]
+    assert pipeline.lines(r"^make core-latest") == ["make core-latest PACKAGE=service-05"]
     assert pipeline.legs("images") == ["service-05"]
     assert pipeline.jobs["deploy-staging"].result == "skipped"
     assert pipeline.jobs["deploy-production"].result == "skipped"
@@ -377,6 +385,7 @@ def test_a_readme_at_the_root_runs_nothing(history: History, tmp_path: Path) -> 
     assert {job: result.result for job, result in pipeline.jobs.items()} == {
         "affected": "success",
         "checks": "skipped",
+        "core-latest": "skipped",
         "images": "skipped",
         "deploy-staging": "skipped",
         "deploy-production": "skipped",

@@ -11,6 +11,7 @@ own template-update workflow, run against fake `gh` and `aws`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -268,3 +269,7 @@ def test_the_template_update_workflow_opens_one_pull_request_for_the_root_and_ev
     for left in ("projects/billing/README.md", "projects/orders/docs/runbook.md"):
         assert f"- `{left}`" in body, body
     assert f"`make update VERSION={LATEST}` (the root, then every service folder)" in body
+    # Every service's OpenAPI document was written again, as the updated service serves it.
+    for service in ("billing", "orders"):
+        assert f"uv run python -m {service}.openapi" in job.log, service
+    assert not re.search(r"^::warning::make openapi failed", job.log, re.MULTILINE), job.log
