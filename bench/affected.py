@@ -1,5 +1,5 @@
 """Affected-only CI at scale: tools/affected.py on the 40-member workspace of
-bench/affected_workspace.py, for each fixed change of the issue.
+harness/affected_workspace.py, for each fixed change of the issue.
 
 For each change (a commit of the workspace's history) the module's wall time, as CI's `affected`
 job runs it (`python3 tools/affected.py --base <the commit before> --format json`; `make affected`
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.affected_workspace import CHANGES, LIBRARIES, build_history, service_names
+from harness.affected_workspace import CHANGES, LIBRARIES, build_history, service_names
 from bench.stats import Figure, Report, Summary, Target
 from bench.workspace import Workspace, command, timed
 
