@@ -613,7 +613,7 @@ def measure_telemetry(workspace: Workspace, report: Report) -> None:
                         [off.requests_per_second() for off, _ in rounds],
                         baseline_name="the same service, both off, at the same time",
                         target=TELEMETRY_TARGET,
-                        note=f"{len(receiver.spans())} spans exported to a local OTLP receiver",
+                        note=f"{len(receiver.spans())} spans exported so far (in batches)",
                     )
                 )
         script = CLIENT_SCRIPT.format(package=service.package, core=service.core)
