@@ -21,57 +21,36 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.affected import measure_affected
-from bench.core_costs import measure_core_costs
 from bench.fleet import measure_fleet, measure_test_core
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
 from bench.load import measure_load, measure_postgres_load, measure_telemetry
-from bench.stats import NotMeasuredError, Report, render_json, render_markdown, render_text
+from bench.stats import NotMeasuredError, Report, render_json, render_markdown
 from bench.worker import measure_worker
 from bench.workspace import Options, Workspace
 from harness.commands import REPO_ROOT, run
 
-SECTIONS: dict[str, tuple[str, Callable[[Workspace, Report], None]]] = {
-    "copy": ("`copier copy` from a tag, defaults and all options", measure_copy),
-    "update": ("`copier update` across one template version", measure_update),
-    "green": (
-        "time to green: copy, uv sync (warm and cold cache), the test suite",
-        measure_time_to_green,
-    ),
-    "import": ("import time of the generated app", measure_imports),
-    "load": (
-        "req/s, CPU per request, p99 at a fixed rate and memory: the service against the "
-        "hand-written idiomatic API and bare FastAPI",
-        measure_load,
-    ),
-    "load-postgres": (
-        "the `database: postgres` service on a local PostgreSQL under load, against bare FastAPI "
-        "and SQLAlchemy making the same queries",
-        measure_postgres_load,
-    ),
-    "telemetry": (
-        "tracing (10 %) and metrics on against both off, and the core's client against bare httpx",
-        measure_telemetry,
-    ),
-    "affected": (
-        "affected-only CI on a 40-member workspace: tools/affected.py per change, against "
-        "`uv lock --check`",
-        measure_affected,
-    ),
-    "core-costs": (
-        "instructions per request in-process (callgrind) of the load section's five servers",
-        measure_core_costs,
-    ),
-    "fleet": ("`fleet report` on 20 services, against the clones alone", measure_fleet),
-    "worker": (
-        "the queue worker's messages/s with a handler doing nothing, against a bare boto3 loop",
-        measure_worker,
-    ),
-    "test-core": (
-        "`fleet test-core` on 6 services, against the slowest service's own check x rounds",
-        measure_test_core,
-    ),
+Section = Callable[[Workspace, Report], None]
+SECTIONS: dict[str, Section] = {
+    "copy": measure_copy,
+    "update": measure_update,
+    "green": measure_time_to_green,
+    "import": measure_imports,
+    "load": measure_load,
+    "load-postgres": measure_postgres_load,
+    "telemetry": measure_telemetry,
+    "affected": measure_affected,
+    "fleet": measure_fleet,
+    "worker": measure_worker,
+    "test-core": measure_test_core,
 }
+"""Each section's description is the first line of its function's docstring."""
+
+
+def describe(section: Section) -> str:
+    return " ".join((section.__doc__ or "").split("\n\n")[0].split()).rstrip(".")
+
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_COUNT = 1000
 """Upper bound of every count option: all loops here are bounded."""
@@ -84,7 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "Measure the template against its performance budgets (DESIGN.md). Every figure is a "
             "median (min-max) over repeated runs beside a baseline measured in the same run."
         ),
-        epilog="Sections: " + "; ".join(f"{name}: {text}" for name, (text, _) in SECTIONS.items()),
+        epilog="Sections: " + "; ".join(f"{name}: {describe(f)}" for name, f in SECTIONS.items()),
     )
     parser.add_argument(
         "--quick",
@@ -95,9 +74,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "-n", "--repetitions", type=int, help="timed runs per figure (default 5; --quick 1)"
     )
     parser.add_argument(
-        "--warmups", type=int, help="untimed runs before each figure (default 1; --quick 0)"
-    )
-    parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
@@ -106,12 +82,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rounds", type=int, help="load rounds per endpoint and server (default 6; --quick 1)"
     )
     parser.add_argument("--seconds", type=int, help="seconds per load round (default 3; --quick 2)")
-    parser.add_argument(
-        "--warmup-seconds",
-        type=int,
-        help="untimed load before each endpoint's rounds (default 2; --quick 1)",
-    )
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument(
         "--profile",
         choices=("missed", "all", "none"),
@@ -124,7 +94,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--service",
         type=Path,
-        help="for the import, load and core-costs sections: an existing, `uv sync`ed service to "
+        help="for the import, load and telemetry sections: an existing, `uv sync`ed service to "
         "measure instead of the one generated from the template with the defaults (to try a "
         "change before making it); the postgres variant is always generated",
     )
@@ -137,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
         )
-    for name in ("repetitions", "rounds", "seconds", "connections"):
+    for name in ("repetitions", "rounds", "seconds"):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= MAX_COUNT:
             parser.error(f"--{name} must be between 1 and {MAX_COUNT}")
@@ -152,11 +122,9 @@ def options_from(args: argparse.Namespace) -> Options:
 
     return Options(
         repetitions=pick(args.repetitions, 5, 1),
-        warmups=pick(args.warmups, 1, 0),
+        warmups=0 if quick else 1,
         load_rounds=pick(args.rounds, 6, 1),
         load_seconds=pick(args.seconds, 3, 2),
-        load_warmup_seconds=pick(args.warmup_seconds, 2, 1),
-        connections=args.connections,
         profile=args.profile,
         keep=bool(args.keep),
         service=args.service,
@@ -168,41 +136,21 @@ def describe_environment(options: Options, sections: Sequence[str]) -> dict[str,
 
     def output(*args: str) -> str:
         result = run(list(args), cwd=REPO_ROOT, check=False)
-        if result.returncode != 0:
-            return "?"
-        lines = (result.stdout.strip() or result.stderr.strip()).splitlines()
-        return lines[0] if lines else ""
+        return (result.stdout.strip() or result.stderr.strip() or "?").splitlines()[0]
 
-    cpu = "?"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = f"{models[0]} x {len(models)}" if models else "?"
-    dirty = (
-        " (with uncommitted changes)"
-        if output("git", "status", "--porcelain") not in ("", "?")
-        else ""
-    )
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    dirty = output("git", "status", "--porcelain") not in ("?", "")
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "commit": output("git", "rev-parse", "--short", "HEAD") + dirty,
-        "machine": f"{platform.node()}, {cpu}, {os.cpu_count()} CPUs",
-        "load average at start": f"{load[0]:.2f}",
+        "commit": output("git", "rev-parse", "--short", "HEAD") + (" (modified)" if dirty else ""),
+        "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start",
         "python (tooling)": platform.python_version(),
         "copier": output(sys.executable, "-m", "copier", "--version").split()[-1],
         "uv": output("uv", "--version"),
         "sections": ", ".join(sections),
         "repetitions": f"{options.repetitions} timed after {options.warmups} warm-up",
-        "load": (
-            f"{options.load_rounds} rounds x {options.load_seconds} s per endpoint and server "
-            f"(warm-up {options.load_warmup_seconds} s), {options.connections} connections, "
-            "server on CPU 0, wrk and httperf on CPU 1"
-        ),
+        "load": f"{options.load_rounds} rounds x {options.load_seconds} s per endpoint and server "
+        "after a warm-up round, 32 connections, server on CPU 0, wrk and httperf on CPU 1",
     }
 
 
@@ -242,20 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.keep:
             progress(f"scratch folder kept: {workspace.root}")
     print()
-    print(render_text(report), end="")
+    print(render_markdown(report), end="")
     for path in write_results(report, args.results):
         progress(f"wrote {path}")
     return 1 if report.errors else 0
 
 
-def run_sections(
-    sections: Mapping[str, tuple[str, Callable[[Workspace, Report], None]]],
-    workspace: Workspace,
-    report: Report,
-) -> None:
+def run_sections(sections: Mapping[str, Section], workspace: Workspace, report: Report) -> None:
     """Each section in turn; one that fails or lacks a tool is recorded, and the next one runs."""
-    for name, (text, measure) in sections.items():
-        progress(f"{name}: {text}")
+    for name, measure in sections.items():
+        progress(f"{name}: {describe(measure)}")
         started = time.perf_counter()
         try:
             measure(workspace, report)

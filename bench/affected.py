@@ -1,5 +1,5 @@
 """Affected-only CI at scale: tools/affected.py on the 40-member workspace of
-bench/affected_workspace.py, for each fixed change of the issue.
+harness/affected_workspace.py, for each fixed change of the issue.
 
 For each change (a commit of the workspace's history) the module's wall time, as CI's `affected`
 job runs it (`python3 tools/affected.py --base <the commit before> --format json`; `make affected`
@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.affected_workspace import CHANGES, LIBRARIES, build_history, service_names
-from bench.stats import Figure, Report, Summary, Target
-from bench.workspace import Workspace, command, timed
+from bench.stats import Report, Target, paired
+from bench.workspace import Workspace, alternate, timed_command
+from harness.affected_workspace import CHANGES, LIBRARIES, build_history, service_names
+from harness.commands import run
 
-AFFECTED_TARGET = Target("<=", 2000)
+AFFECTED_TARGET = Target("<=", 2000, on="value")
 """Issue 19: `make affected` within 2 s on a 40-member workspace."""
 
 
 def measure_affected(workspace: Workspace, report: Report) -> None:
+    """tools/affected.py per change on a 40-member workspace, against `uv lock --check`."""
     options = workspace.options
     history = build_history(workspace.fresh("affected"))
     members = len(LIBRARIES) + len(service_names())
@@ -31,26 +33,26 @@ def measure_affected(workspace: Workspace, report: Report) -> None:
     ]
     for change in CHANGES:
         worktree = history.checkout(change, workspace.fresh("affected-worktree"))
-        module = [sys.executable, "tools/affected.py", "--base", history.before(change)]
-        affected = command([*module, "--format", "json"], cwd=worktree)
-        floor = command(["uv", "lock", "--check", "--offline"], cwd=worktree)
-        samples: dict[str, list[float]] = {"affected": [], "floor": []}
-        for index in range(options.warmups + options.repetitions):
-            for name, action in (("affected", affected), ("floor", floor)):
-                seconds = timed(action)
-                if index >= options.warmups:
-                    samples[name].append(seconds * 1000)
-        matrix = json.loads(affected().stdout)["include"]
-        checks = len(matrix)
-        deploys = sum(entry["deploy"] for entry in matrix)
+        affected = [sys.executable, "tools/affected.py", "--base", history.before(change)]
+        affected += ["--format", "json"]
+        samples = alternate(
+            {
+                "affected": timed_command(affected, cwd=worktree),
+                "floor": timed_command(["uv", "lock", "--check", "--offline"], cwd=worktree),
+            },
+            options.repetitions,
+            options.warmups,
+        )
+        matrix = json.loads(run(affected, cwd=worktree).stdout)["include"]
+        checks, deploys = len(matrix), sum(entry["deploy"] for entry in matrix)
         report.figures.append(
-            Figure(
-                section="affected",
-                name=f"tools/affected.py, {change.name}",
-                unit="ms",
-                value=Summary.of(samples["affected"]),
+            paired(
+                "affected",
+                f"tools/affected.py, {change.name}",
+                "ms",
+                [seconds * 1000 for seconds in samples["affected"]],
+                [seconds * 1000 for seconds in samples["floor"]],
                 baseline_name="uv lock --check",
-                baseline=Summary.of(samples["floor"]),
                 target=AFFECTED_TARGET,
                 note=f"CI jobs: {checks}/{members} checks, {deploys}/{services} deploys",
             )

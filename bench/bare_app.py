@@ -6,8 +6,7 @@ holding them). The gap between this and the service is the cost of the core stac
 template's code; everything else (uvicorn, uvloop, httptools, FastAPI routing) is in both.
 
 Served by the generated service's own uvicorn and interpreter, so the versions are the same:
-`uvicorn bare_app:create_app --factory`, from a folder of the bench's apps (bench/asgi_driver.py
-calls it in-process for the core-costs section).
+`uvicorn bare_app:create_app --factory`, from a folder of the bench's apps.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ serves one fixed account), no validation beyond JSON decoding. The gap between t
 service is what the template adds on top of the database.
 
 Served by the service's own uvicorn and interpreter, from a folder holding only this file:
-`uvicorn bare_sql_app:create_app --factory`, configured by the BENCH_SQL_* variables.
+`uvicorn bare_sql_app:create_app --factory`, in the service's environment (its DATABASE_URL and
+DATABASE_POOL_SIZE) and with the BENCH_SQL_* variables.
 """
 
 from __future__ import annotations
@@ -23,16 +24,10 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Request
 
-DATABASE_URL_VARIABLE = "BENCH_SQL_DATABASE_URL"
-"""A `postgresql+psycopg://` URL of the database the service's migrations made."""
 COLLECTION_VARIABLE = "BENCH_SQL_COLLECTION"
 """The service's path of the widgets (`/v1/widgets`)."""
-READER_VARIABLE = "BENCH_SQL_READER_ACCOUNT"
-"""The account whose widgets the GET routes read."""
-WRITER_VARIABLE = "BENCH_SQL_WRITER_ACCOUNT"
-"""The account the POST route creates widgets for."""
-POOL_SIZE_VARIABLE = "BENCH_SQL_POOL_SIZE"
-"""Connections the pool keeps: the service's DATABASE_POOL_SIZE in the same run."""
+ACCOUNTS_VARIABLE = "BENCH_SQL_ACCOUNTS"
+"""`READER,WRITER`: the account whose widgets the GET routes read, the one the POST creates for."""
 
 
 def create_app() -> FastAPI:
@@ -61,11 +56,10 @@ def create_app() -> FastAPI:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
-    engine = create_async_engine(
-        os.environ[DATABASE_URL_VARIABLE], pool_size=int(os.environ[POOL_SIZE_VARIABLE])
-    )
+    url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_async_engine(url, pool_size=int(os.environ["DATABASE_POOL_SIZE"]))
     collection = os.environ[COLLECTION_VARIABLE]
-    reader, writer = os.environ[READER_VARIABLE], os.environ[WRITER_VARIABLE]
+    reader, writer = os.environ[ACCOUNTS_VARIABLE].split(",")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

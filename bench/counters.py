@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -28,7 +23,7 @@ from harness.commands import run
 PERF = ["perf", "stat", "--no-big-num", "-x,", "-e", "instructions:u"]
 PERF_LINE = re.compile(r"^(\d+),[^,]*,instructions", re.MULTILINE)
 CALLGRIND = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--quiet"]
-"""Children traced, as `perf stat` counts them: copier's git and uv runs are part of its cost."""
+"""Child processes counted too, as `perf stat` counts them."""
 CALLGRIND_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
 NO_COUNTER = (
     "no instruction counter works here: `perf stat` cannot count instructions (Debian: "
@@ -61,33 +56,6 @@ def instruction_counter() -> Counter | None:
     return None
 
 
-@dataclass
-class InstructionCount:
-    count: int = 0
-
-
-@contextmanager
-def count_instructions(pid: int, *, enabled: bool) -> Iterator[InstructionCount]:
-    """Count a running process's user-space instructions while the block runs (perf stat -p).
-
-    perf only: callgrind cannot attach to a running process."""
-    counted = InstructionCount()
-    if not enabled:
-        yield counted
-        return
-    perf = subprocess.Popen(  # noqa: S603 - fixed arguments
-        [*PERF, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        time.sleep(0.1)  # attached before the load starts
-        yield counted
-    finally:
-        perf.send_signal(signal.SIGINT)
-        _, stderr = perf.communicate(timeout=30)
-        match = PERF_LINE.search(stderr)
-        counted.count = int(match.group(1)) if match else 0
-
-
 def instructions_of(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
     """User-space instructions of one run of a command, its child processes included.
 
@@ -114,26 +82,3 @@ def _callgrind_count(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) 
             for path in Path(folder).iterdir()
             for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
         )
-
-
-def callgrind_segments(
-    args: Sequence[str], *, mark: str, cwd: Path, env: Mapping[str, str]
-) -> list[int]:
-    """Instructions of one process between its calls of the C function `mark`, in order: the
-    first segment runs up to the first call, the last from the last call to the exit.
-
-    callgrind dumps its counters on entering `mark` (`--dump-before`), so a program that calls
-    it between phases (bench/asgi_driver.py calls getppid) has each phase counted apart, its
-    start-up excluded, in one run. Raises NotMeasuredError without valgrind."""
-    if shutil.which("valgrind") is None:
-        raise NotMeasuredError(NO_COUNTER)
-    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-        output = Path(folder) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", "--quiet", f"--dump-before={mark}"]
-        run([*command, f"--callgrind-out-file={output}", *args], cwd=cwd, env=env, timeout=3600)
-        dumps = sorted(Path(folder).glob("callgrind.out.*"), key=lambda path: int(path.suffix[1:]))
-        return [
-            int(match.group(1))
-            for path in [*dumps, output]
-            for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
-        ]

@@ -21,20 +21,21 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from bench.stats import Figure, Report, Summary, Target
-from bench.workspace import Workspace, command, timed
+from bench.stats import Report, Target, paired
+from bench.workspace import Workspace, alternate, timed, timed_command
 from fleet.probe import clone_url
 from fleet.sources import read_fleet_file
 from harness.commands import run
 from harness.core_index import CORE_PROJECT
 from harness.fleet import build_core_fleet, build_fleet
 
-FLEET_TARGET = Target("<=", 2.0, on="ratio")
+FLEET_TARGET = Target("<=", 2.0)
 """Issue 20: `fleet report` takes at most 2x the clones alone."""
 JOBS = 8
 
 
 def measure_fleet(workspace: Workspace, report: Report) -> None:
+    """`fleet report` on 20 services, a workspace and 3 bad entries, against the clones alone."""
     index = Path(urllib.request.url2pathname(urllib.parse.urlsplit(workspace.index_url).path))
     fleet = build_fleet(workspace.fresh("fleet"), index)
     env = {**fleet.env, "PATH": fleet.env["PATH"].split(":", 1)[1]}
@@ -45,12 +46,8 @@ def measure_fleet(workspace: Workspace, report: Report) -> None:
         "--fleet", str(fleet.fleet_file), "--output", str(output),
     ]  # fmt: skip
 
-    def fleet_report() -> None:
-        run(report_command, cwd=fleet.root, env=env)
-
     def clones_alone() -> None:
-        scratch = workspace.fresh("clones")
-        scratch.mkdir(parents=True)
+        scratch = workspace.fresh("clones", create=True)
         plan = scratch / "clones.txt"
         plan.write_text("".join(f"{url} {scratch / str(n)}\n" for n, url in enumerate(urls)))
         run(
@@ -61,38 +58,41 @@ def measure_fleet(workspace: Workspace, report: Report) -> None:
         )  # fmt: skip
         shutil.rmtree(scratch)
 
-    fleet_report()
-    clones_alone()
-    reports, clones = [], []
-    for _ in range(workspace.options.repetitions):
-        reports.append(timed(fleet_report))
-        clones.append(timed(clones_alone))
+    samples = alternate(
+        {
+            "report": timed_command(report_command, cwd=fleet.root, env=env),
+            "clones": lambda: timed(clones_alone),
+        },
+        workspace.options.repetitions,
+        warmups=1,
+    )
     report.figures.append(
-        Figure(
-            section="fleet",
-            name=f"fleet report, {len(urls)} repositories (20 services, a workspace of 2, 3 bad)",
-            unit="s",
-            value=Summary.of(reports),
+        paired(
+            "fleet",
+            f"fleet report, {len(urls)} repositories (20 services, a workspace of 2, 3 bad)",
+            "s",
+            samples["report"],
+            samples["clones"],
             baseline_name="the shallow clones alone",
-            baseline=Summary.of(clones),
             target=FLEET_TARGET,
             note=f"{JOBS} at a time; no gh (pull requests: unknown)",
         )
     )
 
 
-TEST_CORE_TARGET = Target("<=", 1.3, on="ratio")
+TEST_CORE_TARGET = Target("<=", 1.3)
 """Issue 30: `fleet test-core` within 1.3x the slowest service's check x ceil(services / jobs)."""
 
 
 def measure_test_core(workspace: Workspace, report: Report) -> None:
-    """`fleet test-core` on the fleet of harness.fleet.build_core_fleet (the working tree's core
-    as the candidate, --jobs at its default, one per core), against the slowest of the services'
-    own `make check` run alone in a fresh clone, times the rounds --jobs needs."""
+    """`fleet test-core` on 6 services, against the slowest service's own check x rounds.
+
+    The fleet of harness.fleet.build_core_fleet, the working tree's core as the candidate, --jobs
+    at its default (one per core); each service's `make check` runs alone in a fresh clone."""
     fleet = build_core_fleet(workspace.fresh("core-fleet"), workspace.template, workspace.index_url)
     jobs = os.cpu_count() or 2
     rounds = math.ceil(len(fleet.services) / jobs)
-    test_core = command(
+    test_core = timed_command(
         [sys.executable, "-m", "fleet", "test-core", "--core", str(CORE_PROJECT), "--label",
          "bench", "--fleet", str(fleet.fleet_file), "--output", str(workspace.fresh("out"))],
         cwd=fleet.root,
@@ -105,22 +105,22 @@ def measure_test_core(workspace: Workspace, report: Report) -> None:
             clone = workspace.fresh(f"check-{repository}")
             run(["git", "clone", "--quiet", str(fleet.remotes[repository]), str(clone)])
             member = [f"PACKAGE={PurePosixPath(folder).name}"] if folder else []
-            seconds.append(timed(command(["make", "check", *member], cwd=clone)))
+            seconds.append(timed_command(["make", "check", *member], cwd=clone)())
         return max(seconds)
 
-    runs, baselines = [], []
-    for _ in range(workspace.options.repetitions):
-        runs.append(timed(test_core))
-        baselines.append(slowest_check() * rounds)
+    samples = alternate(
+        {"test-core": test_core, "checks": lambda: slowest_check() * rounds},
+        workspace.options.repetitions,
+    )
     report.figures.append(
-        Figure(
-            section="fleet",
-            name=f"fleet test-core, {len(fleet.services)} services (one a workspace member)",
-            unit="s",
-            value=Summary.of(runs),
-            baseline_name=f"slowest service's make check x {rounds} (ceil({len(fleet.services)} "
-            f"/ {jobs} jobs))",
-            baseline=Summary.of(baselines),
+        paired(
+            "fleet",
+            f"fleet test-core, {len(fleet.services)} services (one a workspace member)",
+            "s",
+            samples["test-core"],
+            samples["checks"],
+            baseline_name=f"slowest service's make check x {rounds} "
+            f"(ceil({len(fleet.services)} / {jobs} jobs))",
             target=TEST_CORE_TARGET,
             note="each check in a fresh clone, as test-core runs it; the candidate built each run",
         )

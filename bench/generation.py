@@ -2,7 +2,7 @@
 
 Each figure times the real command line a developer types (the copier CLI with its tasks, `uv sync`,
 `uv run pytest`), in a fresh folder every repetition, beside the tool's own floor timed in the same
-run: `copier --version` for copier, a no-op `uv sync` and `uv run pytest --version` for the rest.
+round: `copier --version` for copier, and for time to green the floors of its three commands.
 """
 
 from __future__ import annotations
@@ -10,39 +10,27 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.counters import instructions_of, perf_works
 from bench.profiling import profile_command
-from bench.stats import Figure, Report, Summary, Target
-from bench.workspace import Workspace, command, repeat, timed
+from bench.stats import Figure, Report, Target, paired
+from bench.workspace import Workspace, alternate, timed, timed_command
 from harness.commands import run
 from harness.generate import copier_args, copy, update
 from harness.template_repo import release, snapshot
 
-COPY_TARGET = Target("<=", 3.0, on="ratio")
+COPY_TARGET = Target("<=", 3.0)
 """DESIGN.md: `copier copy` with its post-copy task at most 3x `copier --version`."""
-GREEN_TARGET = Target("<=", 5.0, on="ratio")
+GREEN_TARGET = Target("<=", 5.0)
 """Time to green with a warm cache at most 5x the three commands' floors."""
-UPDATE_TARGET = Target("<=", 5.0, on="ratio")
+UPDATE_TARGET = Target("<=", 5.0)
 """`copier update` across one template version at most 5x `copier --version`."""
 ALL_OPTIONS = {"database": "postgres"}
 """Every option that adds files or dependencies switched on (the others only change values)."""
-
 COPIER_VERSION = [sys.executable, "-m", "copier", "--version"]
 """The copier CLI's own start-up, run the way harness.generate runs copier."""
-
-
-def copier_floor(workspace: Workspace) -> Summary:
-    options = workspace.options
-    return Summary.of(repeat(command(COPIER_VERSION), options.repetitions, warmups=1))
-
-
-def _discard(path: Path, workspace: Workspace) -> None:
-    """Generated services are deleted as soon as measured: cold-cache venvs weigh hundreds of MB."""
-    if not workspace.options.keep:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_tasks_ran(path: Path, output: str) -> None:
@@ -51,257 +39,101 @@ def _check_tasks_ran(path: Path, output: str) -> None:
         raise RuntimeError(f"the post-copy task did not lock and commit {path}; it said:\n{output}")
 
 
+def _profile_copier(
+    workspace: Workspace, report: Report, title: str, args: list[str], cwd: Path
+) -> None:
+    output = workspace.fresh("profile", create=True) / "copier.prof"
+    lines = profile_command(["copier", *args], cwd=cwd, env=workspace.env, output=output)
+    report.add_note(f"Profile: {title} (cProfile)", lines)
+
+
+def _beside_copier(
+    workspace: Workspace, section: str, name: str, once: Callable[[], float], target: Target
+) -> Figure:
+    """The seconds `once` takes, in rounds alternating with `copier --version`."""
+    options = workspace.options
+    floor = timed_command(COPIER_VERSION)
+    samples = alternate({"copier": once, "floor": floor}, options.repetitions, options.warmups)
+    copier, base = samples["copier"], samples["floor"]
+    return paired(section, name, "s", copier, base, baseline_name="copier --version", target=target)
+
+
 def measure_copy(workspace: Workspace, report: Report) -> None:
-    """`copier copy` from the tag, defaults and all options, with tasks and with --skip-tasks."""
+    """`copier copy` from a tag, with its tasks, defaults and all options, against its floor."""
     options = workspace.options
-    floor = copier_floor(workspace)
-    variants: list[tuple[str, Mapping[str, str]]] = [("defaults", {}), ("all options", ALL_OPTIONS)]
-    for label, extra in variants:
-        for skip_tasks in (False, True):
-            data = {**workspace.answers, **extra}
+    for label, extra in (("defaults", {}), ("all options", ALL_OPTIONS)):
+        data = {**workspace.answers, **extra}
 
-            def once(data: Mapping[str, str] = data, skip_tasks: bool = skip_tasks) -> None:
-                destination = workspace.fresh("copy")
-                result = copy(
-                    workspace.template,
-                    destination,
-                    data,
-                    vcs_ref=workspace.tag,
-                    skip_tasks=skip_tasks,
-                    env=workspace.env,
-                )
-                if not skip_tasks:
-                    _check_tasks_ran(destination, result.stdout + result.stderr)
-                _discard(destination, workspace)
-
-            samples = repeat(once, options.repetitions, warmups=options.warmups)
-            figure = Figure(
-                section="copier copy",
-                name=f"{label}, {'--skip-tasks' if skip_tasks else 'with tasks'}",
-                unit="s",
-                value=Summary.of(samples),
-                baseline_name="copier --version",
-                baseline=floor,
-                target=None if skip_tasks else COPY_TARGET,
-                note="" if skip_tasks else "task: git init, uv lock, git commit",
+        def once(data: dict[str, str] = data) -> float:
+            destination = workspace.fresh("copy")
+            started = time.perf_counter()
+            result = copy(
+                workspace.template, destination, data, vcs_ref=workspace.tag, env=workspace.env
             )
-            report.figures.append(figure)
-            if skip_tasks:
-                _copy_instructions(workspace, report, label, data)
-            if options.should_profile(figure.missed()):
-                _profile_copy(workspace, report, label, data, skip_tasks)
-    _measure_lock(workspace, report)
+            seconds = time.perf_counter() - started
+            _check_tasks_ran(destination, result.stdout + result.stderr)
+            workspace.discard(destination)
+            return seconds
 
-
-INSTRUCTION_RUNS = 3
-"""Instruction counts vary by well under 1 %: three runs show it."""
-COPIER_NEEDS_PERF = (
-    "`perf stat` does not work here, and callgrind would take minutes per copier command "
-    "(copier and the git processes it starts)"
-)
-
-
-def _copier_instructions(
-    workspace: Workspace, prepare: Callable[[], tuple[list[str], Path]]
-) -> Summary:
-    """Billions of user-space instructions of a copier command, child processes included."""
-    counts = []
-    for _ in range(INSTRUCTION_RUNS):
-        args, cwd = prepare()
-        command_line = [sys.executable, "-m", "copier", *args]
-        counts.append(instructions_of(command_line, cwd=cwd, env=workspace.env) / 1e9)
-    return Summary.of(counts)
-
-
-def _copier_version_instructions(workspace: Workspace) -> Summary:
-    return _copier_instructions(workspace, lambda: (["--version"], workspace.root))
-
-
-def _copy_instructions(
-    workspace: Workspace, report: Report, label: str, data: Mapping[str, str]
-) -> None:
-    """The rendering's cost in instructions, which the load on a shared machine does not move:
-    the figure to compare when changing copier.yml or the template's files."""
-    if not perf_works():
-        report.not_measured.append(f"copier copy, {label}: instructions: {COPIER_NEEDS_PERF}")
-        return
-
-    def prepare() -> tuple[list[str], Path]:
-        args = ["copy", "--trust", "--defaults", "--quiet", "--skip-tasks"]
-        args += ["--vcs-ref", workspace.tag, *copier_args(data)]
-        return [*args, str(workspace.template), str(workspace.fresh("copy"))], workspace.root
-
-    report.figures.append(
-        Figure(
-            section="copier copy",
-            name=f"{label}, --skip-tasks, instructions (perf)",
-            unit="G",
-            value=_copier_instructions(workspace, prepare),
-            baseline_name="copier --version",
-            baseline=_copier_version_instructions(workspace),
-        )
-    )
-
-
-def _measure_lock(workspace: Workspace, report: Report) -> None:
-    """The post-copy task's `uv lock` alone, in a service rendered with --skip-tasks.
-
-    It is the bulk of the task's cost and belongs to uv, not to the template: the rows tell how
-    much of a copy with tasks is left to the template's own rendering, and (with --offline, from
-    the same warm cache) how much of the lock is the network round trips to the indexes.
-    """
-    options = workspace.options
-    rendered = workspace.fresh("lock")
-    copy(workspace.template, rendered, workspace.answers, vcs_ref=workspace.tag, skip_tasks=True)
-    floor = Summary.of(repeat(command(["uv", "--version"]), options.repetitions, warmups=1))
-
-    def lock(*extra: str) -> Summary:
-        def once() -> None:
-            (rendered / "uv.lock").unlink(missing_ok=True)
-            run(["uv", "lock", "--quiet", *extra], cwd=rendered, env=workspace.env)
-
-        return Summary.of(repeat(once, options.repetitions, warmups=1))
-
-    offline = lock("--offline")
-    report.figures += [
-        Figure(
-            section="copier copy",
-            name="its task's `uv lock` alone (defaults, warm cache)",
-            unit="s",
-            value=lock(),
-            baseline_name="uv lock --offline",
-            baseline=offline,
-            note="the ratio is what the round trips to the indexes cost",
-        ),
-        Figure(
-            section="copier copy",
-            name="its task's `uv lock --offline` alone (defaults, warm cache)",
-            unit="s",
-            value=offline,
-            baseline_name="uv --version",
-            baseline=floor,
-        ),
-    ]
-    _discard(rendered, workspace)
-
-
-def _profile_copy(
-    workspace: Workspace, report: Report, label: str, data: Mapping[str, str], skip_tasks: bool
-) -> None:
-    destination = workspace.fresh("copy-profile")
-    args = ["copy", "--trust", "--defaults", "--quiet", "--vcs-ref", workspace.tag]
-    args += ["--skip-tasks"] if skip_tasks else []
-    args += [*copier_args(data), str(workspace.template), str(destination)]
-    output = workspace.fresh("copy-profile") / "copier-copy.prof"
-    lines = profile_command(["copier", *args], cwd=workspace.root, env=workspace.env, output=output)
-    tasks = "--skip-tasks" if skip_tasks else "with tasks"
-    report.add_note(f"Profile: copier copy, {label}, {tasks} (cProfile)", lines)
-    _discard(destination, workspace)
-
-
-PASSED = re.compile(r"(\d+) passed")
-AGAIN = "pytest, run again (not in the total)"
-"""A second run of the suite: what is left once the first has written the .pyc files."""
-
-
-def _test_count(pytest_output: str) -> int:
-    """The number of passed tests on pytest's closing line; the suite must be all green."""
-    closing = pytest_output.strip().splitlines()[-1] if pytest_output.strip() else ""
-    match = PASSED.search(closing)
-    if match is None or "failed" in closing or "error" in closing:
-        raise RuntimeError(f"the service's test suite is not green:\n{pytest_output[-3000:]}")
-    return int(match.group(1))
+        figure = _beside_copier(workspace, "copier copy", f"{label}, with tasks", once, COPY_TARGET)
+        report.figures.append(figure)
+        if options.should_profile(figure.missed()):
+            args = ["copy", "--trust", "--defaults", "--quiet", "--vcs-ref", workspace.tag]
+            args += [*copier_args(data), str(workspace.template), str(workspace.fresh("copy"))]
+            _profile_copier(workspace, report, f"copier copy, {label}", args, workspace.root)
 
 
 def measure_time_to_green(workspace: Workspace, report: Report) -> None:
-    """copy -> `uv sync --locked` -> `uv run pytest`, with a warm uv cache and with a fresh one."""
-    options = workspace.options
-    for cache in ("warm", "cold"):
-        names = ("copy", "uv sync", "pytest", "total", AGAIN)
-        stages: dict[str, list[float]] = {name: [] for name in names}
-        floors: dict[str, list[float]] = {name: [] for name in names}
-        counts: set[int] = set()
-        runs = options.repetitions + (options.warmups if cache == "warm" else 0)
-        for index in range(runs):
-            env = dict(workspace.env)
-            if cache == "cold":
-                env["UV_CACHE_DIR"] = str(workspace.fresh("uv-cache"))
-            destination = workspace.fresh(f"green-{cache}")
-            times, count = _green_once(workspace, destination, env)
-            floor = _green_floor(destination, env)
-            _discard(destination, workspace)
-            if cache == "cold":
-                _discard(Path(env["UV_CACHE_DIR"]), workspace)
-            if index < runs - options.repetitions:
-                continue  # warm-up: fills the warm cache with everything the service locks
-            counts.add(count)
-            for stage, seconds in times.items():
-                stages[stage].append(seconds)
-            for stage, seconds in floor.items():
-                floors[stage].append(seconds)
-        tests = "/".join(str(count) for count in sorted(counts))
-        floor_names = {
-            "copy": "copier --version",
-            "uv sync": "uv sync, already in sync",
-            "pytest": "uv run pytest --version",
-            "total": "the three floors in a row",
-            AGAIN: "uv run pytest --version",
-        }
-        for stage in ("total", "copy", "uv sync", "pytest", AGAIN):
-            if cache == "cold" and stage in ("copy", "pytest", AGAIN):
-                continue  # only the sync (and the copy's lock) download; the total shows them
-            report.figures.append(
-                Figure(
-                    section=f"time to green ({cache} uv cache)",
-                    name="copy + uv sync + uv run pytest" if stage == "total" else stage,
-                    unit="s",
-                    value=Summary.of(stages[stage]),
-                    baseline_name=floor_names[stage],
-                    baseline=Summary.of(floors[stage]),
-                    target=GREEN_TARGET if stage == "total" and cache == "warm" else None,
-                    note=f"{tests} tests passed" if stage in ("total", "pytest") else "",
-                )
-            )
+    """Time to green: copy, `uv sync --locked`, `uv run pytest` (warm uv cache), against the three
+    commands' floors.
 
-
-def _green_once(
-    workspace: Workspace, destination: Path, env: Mapping[str, str]
-) -> tuple[dict[str, float], int]:
-    """One run from nothing to a passing test suite; stage times and the number of tests."""
-    times: dict[str, float] = {}
-    times["copy"] = timed(
-        lambda: copy(
-            workspace.template, destination, workspace.answers, vcs_ref=workspace.tag, env=env
+    The floors (`copier --version`, a no-op `uv sync`, `uv run pytest --version`) run in the service
+    just made green."""
+    options, env = workspace.options, workspace.env
+    green: list[float] = []
+    floors: list[float] = []
+    counts: set[int] = set()
+    # The warm-up fills the uv cache with everything the service locks.
+    for index in range(max(options.warmups, 1) + options.repetitions):
+        destination = workspace.fresh("green")
+        started = time.perf_counter()
+        copy(workspace.template, destination, workspace.answers, vcs_ref=workspace.tag, env=env)
+        run(["uv", "sync", "--locked"], cwd=destination, env=env)
+        tests = run(["uv", "run", "pytest"], cwd=destination, env=env).stdout  # raises unless green
+        seconds = time.perf_counter() - started
+        _check_tasks_ran(destination, "")
+        started = time.perf_counter()
+        run(COPIER_VERSION, env=env)
+        run(["uv", "sync", "--locked"], cwd=destination, env=env)
+        run(["uv", "run", "pytest", "--version"], cwd=destination, env=env)
+        floor = time.perf_counter() - started
+        workspace.discard(destination)
+        if index >= max(options.warmups, 1):
+            green.append(seconds)
+            floors.append(floor)
+            counts.add(int(re.findall(r"(\d+) passed", tests)[-1]))
+    report.figures.append(
+        paired(
+            "time to green (warm uv cache)",
+            "copy + uv sync + uv run pytest",
+            "s",
+            green,
+            floors,
+            baseline_name="copier --version + a no-op uv sync + uv run pytest --version",
+            target=GREEN_TARGET,
+            note=f"{'/'.join(map(str, sorted(counts)))} tests passed",
         )
     )
-    _check_tasks_ran(destination, "")
-    times["uv sync"] = timed(command(["uv", "sync", "--locked"], cwd=destination, env=env))
-    outputs: list[str] = []
-    times["pytest"] = timed(
-        lambda: outputs.append(run(["uv", "run", "pytest"], cwd=destination, env=env).stdout)
-    )
-    times["total"] = sum(times.values())
-    times[AGAIN] = timed(command(["uv", "run", "pytest"], cwd=destination, env=env))
-    return times, _test_count(outputs[0])
-
-
-def _green_floor(destination: Path, env: Mapping[str, str]) -> dict[str, float]:
-    """The tools' own cost of each stage, in the service just made green."""
-    floor = {
-        "copy": timed(command(COPIER_VERSION, env=env)),
-        "uv sync": timed(command(["uv", "sync", "--locked"], cwd=destination, env=env)),
-        "pytest": timed(command(["uv", "run", "pytest", "--version"], cwd=destination, env=env)),
-    }
-    floor["total"] = sum(floor.values())
-    floor[AGAIN] = floor["pytest"]
-    return floor
 
 
 UPDATE_MARKER = "Added by the benchmark's template v1.1.0."
+UPDATE_ARGS = ["update", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.1.0"]
 
 
 def measure_update(workspace: Workspace, report: Report) -> None:
-    """`copier update` v1.0.0 -> v1.1.0 (one line added to a template file), on fresh copies."""
+    """`copier update` across one template version, against `copier --version`.
+
+    v1.0.0 -> v1.1.0 of a template whose only change is one line in a file, on fresh copies."""
     options = workspace.options
     template = snapshot(workspace.root / "update-template", tag="v1.0.0")
     readme = template / "template" / "README.md.jinja"
@@ -311,56 +143,20 @@ def measure_update(workspace: Workspace, report: Report) -> None:
     result = copy(template, generated, workspace.answers, vcs_ref="v1.0.0", env=workspace.env)
     _check_tasks_ran(generated, result.stdout + result.stderr)
 
-    def once() -> None:
-        project = workspace.fresh("update")
-        shutil.copytree(generated, project, symlinks=True)
+    def fresh_copy() -> Path:
+        return Path(shutil.copytree(generated, workspace.fresh("update"), symlinks=True))
+
+    def once() -> float:
+        project = fresh_copy()
         seconds = timed(lambda: update(project, "--vcs-ref", "v1.1.0", env=workspace.env))
         if UPDATE_MARKER not in (project / "README.md").read_text():
             raise RuntimeError(f"`copier update` to v1.1.0 did not bring the change into {project}")
-        _discard(project, workspace)
-        samples.append(seconds)
+        workspace.discard(project)
+        return seconds
 
-    samples: list[float] = []
-    for _ in range(options.warmups):
-        once()
-    samples.clear()
-    for _ in range(options.repetitions):
-        once()
-    figure = Figure(
-        section="copier update",
-        name="v1.0.0 -> v1.1.0, one line changed",
-        unit="s",
-        value=Summary.of(samples),
-        baseline_name="copier --version",
-        baseline=copier_floor(workspace),
-        target=UPDATE_TARGET,
+    figure = _beside_copier(
+        workspace, "copier update", "v1.0.0 -> v1.1.0, one line changed", once, UPDATE_TARGET
     )
     report.figures.append(figure)
-    if not perf_works():
-        report.not_measured.append(f"copier update: instructions: {COPIER_NEEDS_PERF}")
-    else:
-
-        def prepare() -> tuple[list[str], Path]:
-            project = workspace.fresh("update")
-            shutil.copytree(generated, project, symlinks=True)
-            return ["update", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.1.0"], project
-
-        report.figures.append(
-            Figure(
-                section="copier update",
-                name="v1.0.0 -> v1.1.0, instructions (perf)",
-                unit="G",
-                value=_copier_instructions(workspace, prepare),
-                baseline_name="copier --version",
-                baseline=_copier_version_instructions(workspace),
-                note="git's included",
-            )
-        )
     if options.should_profile(figure.missed()):
-        project = workspace.fresh("update-profile")
-        shutil.copytree(generated, project, symlinks=True)
-        args = ["update", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.1.0"]
-        output = workspace.fresh("update-profile") / "copier-update.prof"
-        lines = profile_command(["copier", *args], cwd=project, env=workspace.env, output=output)
-        report.add_note("Profile: copier update (cProfile)", lines)
-        _discard(project, workspace)
+        _profile_copier(workspace, report, "copier update", UPDATE_ARGS, fresh_copy())

@@ -1,8 +1,8 @@
-"""Figures (median, min, max beside a baseline), rendered as a text table, Markdown and JSON.
+"""Figures, rendered as Markdown and JSON.
 
 A single number from one run says little on a shared two-core machine, so every figure keeps all
 its samples and is shown as its median with the min-max range, next to the baseline measured in
-the same run and the ratio of the two.
+the same run, in alternating rounds, and the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -26,13 +26,14 @@ class Summary:
 
     @classmethod
     def of(cls, samples: Sequence[float]) -> Summary:
-        if not samples:
-            raise ValueError("a summary needs at least one sample")
         return cls(statistics.median(samples), min(samples), max(samples), tuple(samples))
 
-    def scaled(self, factor: float) -> Summary:
-        """The same figure in another unit (seconds to milliseconds, bytes to MiB...)."""
-        return Summary.of([sample * factor for sample in self.samples])
+    def format(self, unit: str = "") -> str:
+        suffix = f" {unit}" if unit else ""
+        if len(self.samples) == 1:
+            return f"{format_number(self.median)}{suffix}"
+        low, high = format_number(self.minimum), format_number(self.maximum)
+        return f"{format_number(self.median)}{suffix} ({low}-{high})"
 
 
 class NotMeasuredError(RuntimeError):
@@ -42,7 +43,7 @@ class NotMeasuredError(RuntimeError):
 
 @dataclass(frozen=True)
 class Target:
-    """A budget from DESIGN.md: `value <= limit` or `value >= limit`, on the figure or its ratio.
+    """A budget from DESIGN.md: `ratio <= limit` or `ratio >= limit` (or on the figure's value).
 
     `alternative`, when given, is a second limit that also meets the budget (the core's: 0.90 of
     bare FastAPI, or within 3 points of the minimal layer), described by `alternative_text`.
@@ -51,7 +52,7 @@ class Target:
 
     operator: Literal["<=", ">="]
     limit: float
-    on: Literal["value", "ratio"] = "value"
+    on: Literal["value", "ratio"] = "ratio"
     alternative: float | None = None
     alternative_text: str = ""
     stretch: float | None = None
@@ -66,6 +67,16 @@ class Target:
     def _within(self, number: float, limit: float) -> bool:
         return number <= limit if self.operator == "<=" else number >= limit
 
+    def format(self, unit: str) -> str:
+        subject, suffix = ("ratio ", " x") if self.on == "ratio" else ("", f" {unit}")
+        text = f"{subject}{self.operator} {format_number(self.limit)}{suffix}"
+        if self.alternative is not None:
+            text += f" or {self.operator} {format_number(self.alternative)}{suffix}"
+            text += f" ({self.alternative_text})" if self.alternative_text else ""
+        if self.stretch is not None:
+            text += f", stretch {self.operator} {format_number(self.stretch)}{suffix}"
+        return text
+
 
 @dataclass
 class Figure:
@@ -75,38 +86,53 @@ class Figure:
     name: str
     unit: str
     value: Summary
-    baseline_name: str | None = None
-    baseline: Summary | None = None
+    baseline_name: str
+    baseline: Summary
+    ratio: Summary
+    """The per-round ratios of value to baseline."""
     target: Target | None = None
-    ratio: Summary | None = None
-    """Paired per-round ratios when the rounds alternate (load); else value/baseline medians."""
     note: str = ""
 
-    def ratio_median(self) -> float | None:
-        if self.ratio is not None:
-            return self.ratio.median
-        if self.baseline is not None and self.baseline.median > 0:
-            return self.value.median / self.baseline.median
-        return None
-
-    def judged(self) -> float | None:
-        """The number the target is about: the median of the figure or of its ratio."""
-        if self.target is None:
-            return None
-        return self.value.median if self.target.on == "value" else self.ratio_median()
+    def judged(self) -> float:
+        """The number a target is about: the median of the figure or of its ratio."""
+        on_value = self.target is not None and self.target.on == "value"
+        return self.value.median if on_value else self.ratio.median
 
     def verdict(self) -> str:
-        """`ok` (`ok, stretch met`) or `MISSED` against the target (on the median), `-` when the
-        row has no target."""
-        number = self.judged()
-        if self.target is None or number is None:
+        """`ok` (`ok, stretch met`) or `MISSED` against the target, `-` without one."""
+        if self.target is None:
             return "-"
-        if not self.target.met_by(number):
+        if not self.target.met_by(self.judged()):
             return "MISSED"
-        return "ok, stretch met" if self.target.stretch_met_by(number) else "ok"
+        return "ok, stretch met" if self.target.stretch_met_by(self.judged()) else "ok"
 
     def missed(self) -> bool:
         return self.verdict() == "MISSED"
+
+
+def paired(  # noqa: PLR0913 - a figure's fields, named at every call
+    section: str,
+    name: str,
+    unit: str,
+    ours: Sequence[float],
+    base: Sequence[float],
+    *,
+    baseline_name: str,
+    target: Target | None = None,
+    note: str = "",
+) -> Figure:
+    """A figure beside its baseline, sample by sample: the ratio is the median of the pairs'."""
+    return Figure(
+        section=section,
+        name=name,
+        unit=unit,
+        value=Summary.of(ours),
+        baseline_name=baseline_name,
+        baseline=Summary.of(base),
+        ratio=Summary.of([a / b for a, b in zip(ours, base, strict=True)]),
+        target=target,
+        note=note,
+    )
 
 
 @dataclass
@@ -118,7 +144,7 @@ class Report:
     not_measured: list[str] = field(default_factory=list)
     """Sections or figures this machine lacks a tool for: listed, not failed."""
     notes: dict[str, list[str]] = field(default_factory=dict)
-    """Section title -> lines (profiles, breakdowns): the 'where the time goes' of the report."""
+    """Title -> lines (profiles, breakdowns): the 'where the time goes' of the report."""
     environment: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -134,152 +160,72 @@ def format_number(number: float) -> str:
     return f"{number:,.{max(digits, 0)}f}"
 
 
-def format_summary(summary: Summary | None, unit: str = "") -> str:
-    if summary is None:
-        return "-"
-    suffix = f" {unit}" if unit else ""
-    if len(summary.samples) == 1:
-        return f"{format_number(summary.median)}{suffix}"
-    low, high = format_number(summary.minimum), format_number(summary.maximum)
-    return f"{format_number(summary.median)}{suffix} ({low}-{high})"
+def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table, its columns padded so that it reads in a terminal too."""
+    rows = [[cell.replace("|", "\\|") for cell in row] for row in [header, *body]]
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    return [lines[0], "|" + "|".join("-" * (width + 2) for width in widths) + "|", *lines[1:]]
 
 
-def format_target(target: Target | None, unit: str) -> str:
-    if target is None:
-        return "-"
-    subject = "ratio " if target.on == "ratio" else ""
-    suffix = " x" if target.on == "ratio" else f" {unit}"
-    text = f"{subject}{target.operator} {format_number(target.limit)}{suffix}"
-    if target.alternative is not None:
-        text += f" or {target.operator} {format_number(target.alternative)}{suffix}"
-        text += f" ({target.alternative_text})" if target.alternative_text else ""
-    if target.stretch is not None:
-        text += f", stretch {target.operator} {format_number(target.stretch)}{suffix}"
-    return text
-
-
-def format_ratio(figure: Figure) -> str:
-    if figure.ratio is not None:
-        return format_summary(figure.ratio, "x")
-    ratio = figure.ratio_median()
-    return "-" if ratio is None else f"{format_number(ratio)} x"
-
-
-COLUMNS = (
-    "figure",
-    "median (min-max)",
-    "baseline",
-    "baseline median (min-max)",
-    "ratio",
-    "target",
-    "",
-)
-
-
-def rows(report: Report) -> list[tuple[str, ...]]:
+def _rows(report: Report) -> list[tuple[str, ...]]:
     return [
         (
             f"{figure.section}: {figure.name}" + (f" [{figure.note}]" if figure.note else ""),
-            format_summary(figure.value, figure.unit),
-            figure.baseline_name or "-",
-            format_summary(figure.baseline, figure.unit),
-            format_ratio(figure),
-            format_target(figure.target, figure.unit),
+            figure.value.format(figure.unit),
+            figure.baseline_name,
+            figure.baseline.format(figure.unit),
+            figure.ratio.format("x"),
+            figure.target.format(figure.unit) if figure.target else "-",
             figure.verdict(),
         )
         for figure in report.figures
     ]
 
 
-BUDGET_COLUMNS = ("budget figure", "measured", "goal", "")
-
-
 def budget_rows(report: Report) -> list[tuple[str, str, str, str]]:
     """Every figure with a target: the number judged (median, or median ratio), the goal, the
     verdict. The summary read at the end of a run."""
-    out = []
+    rows = []
     for figure in report.figures:
-        number = figure.judged()
-        if figure.target is None or number is None:
-            continue
-        on_ratio = figure.target.on == "ratio"
-        measured = (
-            f"{format_number(number)} x" if on_ratio else f"{format_number(number)} {figure.unit}"
-        )
-        goal = format_target(figure.target, figure.unit)
-        out.append((f"{figure.section}: {figure.name}", measured, goal, figure.verdict()))
-    return out
-
-
-def _fixed_width(table: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[index]) for row in table) for index in range(len(table[0]))]
-
-    def line(row: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-
-    return [line(table[0]), "  ".join("-" * width for width in widths)] + [
-        line(row) for row in table[1:]
-    ]
-
-
-def render_text(report: Report) -> str:
-    """A fixed-width table for the terminal, then errors and notes, then the budgets."""
-    out = _fixed_width([COLUMNS, *rows(report)])
-    out += _trailer(report, lambda title: f"\n{title}", lambda text: f"  {text}")
-    budgets = budget_rows(report)
-    if budgets:
-        out += ["", "Budgets (DESIGN.md and the issues): each figure beside its goal"]
-        out += _fixed_width([BUDGET_COLUMNS, *budgets])
-    return "\n".join(out) + "\n"
-
-
-def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body
-    ]
+        if figure.target is not None:
+            unit = "x" if figure.target.on == "ratio" else figure.unit
+            measured = f"{format_number(figure.judged())} {unit}"
+            goal = figure.target.format(figure.unit)
+            rows.append((f"{figure.section}: {figure.name}", measured, goal, figure.verdict()))
+    return rows
 
 
 def render_markdown(report: Report) -> str:
-    """The same tables as Markdown, with the environment the figures were measured in."""
+    """The figures, what was not measured, the notes, and the budgets at the end: printed at the
+    end of a run and written to bench/results/."""
     out = ["# Benchmarks", ""]
     out += [f"- {key}: {value}" for key, value in report.environment.items()]
-    out += ["", *_markdown_table((*COLUMNS[:-1], "verdict"), rows(report))]
-    out += _trailer(report, lambda title: f"\n## {title}\n", lambda text: f"    {text}")
-    budgets = budget_rows(report)
-    if budgets:
-        out += ["", "## Budgets", ""]
-        out += _markdown_table((*BUDGET_COLUMNS[:-1], "verdict"), budgets)
-    return "\n".join(out) + "\n"
-
-
-def _trailer(
-    report: Report, heading: Callable[[str], str], item: Callable[[str], str]
-) -> list[str]:
-    out: list[str] = []
+    header = ("figure", "median (min-max)", "baseline", "baseline median (min-max)", "ratio")
+    out += ["", *_table((*header, "target", "verdict"), _rows(report))]
     for title, lines in (
         ("Not measured (errors)", report.errors),
         ("Not measured here (a tool is missing; the run goes on)", report.not_measured),
+        *report.notes.items(),
     ):
         if lines:
-            out.append(heading(title))
-            out += [item(text) for entry in lines for text in entry.splitlines()]
-    for title, lines in report.notes.items():
-        out.append(heading(title))
-        out += [item(text) for text in lines]
-    return out
+            out += ["", f"## {title}", ""]
+            out += [f"    {text}" for entry in lines for text in entry.splitlines()]
+    budgets = budget_rows(report)
+    if budgets:
+        out += ["", "## Budgets (DESIGN.md): each figure beside its goal", ""]
+        out += _table(("budget figure", "measured", "goal", "verdict"), budgets)
+    return "\n".join(out) + "\n"
 
 
 def render_json(report: Report) -> str:
     document: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(report.started)),
         "environment": report.environment,
-        "figures": [
-            {**asdict(figure), "ratio_median": figure.ratio_median(), "verdict": figure.verdict()}
-            for figure in report.figures
-        ],
+        "figures": [{**asdict(figure), "verdict": figure.verdict()} for figure in report.figures],
         "budgets": [
             dict(zip(("figure", "measured", "goal", "verdict"), row, strict=True))
             for row in budget_rows(report)

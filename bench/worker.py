@@ -8,74 +8,60 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]  # moto's dependency; no stubs in the lock
 
-from bench.stats import Figure, Report, Summary, Target
-from bench.workspace import Workspace, timed
+from bench.stats import Report, Target, paired
+from bench.workspace import Workspace, alternate, timed
 from smplcore.localsqs import LOCAL_CREDENTIALS, LocalQueue, create_queue, sqs_server
 from smplcore.logging import configure_logging
 from smplcore.worker import Message, Worker, WorkerSettings
 
 MESSAGES = 500
 """Per run: enough that the clients' start-up is a few percent of it."""
-WORKER_TARGET = Target(">=", 0.8, on="ratio")
+WORKER_TARGET = Target(">=", 0.8)
 """DESIGN.md: the worker with an empty handler at >= 0.8 of a bare boto3 receive/delete loop."""
 REGION = "us-east-1"
 
 
 def measure_worker(workspace: Workspace, report: Report) -> None:
+    """The queue worker's messages/s with a handler doing nothing, against a bare boto3 loop."""
     options = workspace.options
-    count = MESSAGES
     os.environ.update(LOCAL_CREDENTIALS)
     with Path(os.devnull).open("w") as devnull, sqs_server() as endpoint:
         configure_logging("INFO", service_name="bench", stream=devnull)
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
-        rates: dict[str, list[float]] = {"worker": [], "bare": []}
-        cpu: dict[str, list[float]] = {"worker": [], "bare": []}
-        for index in range(options.warmups + options.repetitions):
-            order = ("worker", "bare") if index % 2 else ("bare", "worker")
-            for name in order:
+
+        def rate(drain: Callable[[LocalQueue], object]) -> Callable[[], float]:
+            def once() -> float:
                 queue = asyncio.run(create_queue(endpoint, f"bench-{uuid.uuid4().hex[:12]}"))
-                fill(sqs, queue, count)
-                started = time.process_time()
-                if name == "bare":
-                    seconds = timed(partial(bare_loop, sqs, queue, count))
-                else:
-                    seconds = timed(partial(asyncio.run, worker_loop(endpoint, queue, count)))
-                if index >= options.warmups:
-                    rates[name].append(count / seconds)
-                    cpu[name].append((time.process_time() - started) / count * 1e6)
-    worker, bare = Summary.of(rates["worker"]), Summary.of(rates["bare"])
-    ratios = [ours / floor for ours, floor in zip(rates["worker"], rates["bare"], strict=True)]
-    report.figures.append(
-        Figure(
-            section="worker",
-            name="messages/s, handler doing nothing (concurrency 10, one log line each)",
-            unit="msg/s",
-            value=worker,
-            baseline_name="bare boto3 receive (10) / delete loop, same moto server",
-            baseline=bare,
-            target=WORKER_TARGET,
-            ratio=Summary.of(ratios),
-            note=f"{count} messages per run",
+                fill(sqs, queue, MESSAGES)
+                return MESSAGES / timed(partial(drain, queue))
+
+            return once
+
+        rates = alternate(
+            {
+                "worker": rate(lambda queue: asyncio.run(worker_loop(endpoint, queue, MESSAGES))),
+                "bare": rate(lambda queue: bare_loop(sqs, queue, MESSAGES)),
+            },
+            options.repetitions,
+            options.warmups,
         )
-    )
-    # The client's own CPU time per message (the server's excepted): what the worker adds to a
-    # receive and a delete, unlike wall times, hardly moves with the machine's load.
     report.figures.append(
-        Figure(
-            section="worker",
-            name="client CPU per message (the per-message overhead is the difference)",
-            unit="µs",
-            value=Summary.of(cpu["worker"]),
-            baseline_name="bare boto3 loop",
-            baseline=Summary.of(cpu["bare"]),
-            note="time.process_time() of the benchmark's process; moto runs in its own",
+        paired(
+            "worker",
+            "messages/s, handler doing nothing (concurrency 10, one log line each)",
+            "msg/s",
+            rates["worker"],
+            rates["bare"],
+            baseline_name="bare boto3 receive (10) / delete loop, same moto server",
+            target=WORKER_TARGET,
+            note=f"{MESSAGES} messages per run",
         )
     )
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -23,6 +22,7 @@ from harness.core_index import publish_core
 from harness.generate import copy
 from harness.template_repo import current_version, snapshot
 
+T = TypeVar("T")
 SERVICE_PYTHON = "3.11"
 """The template's default python_version: the interpreter generated services are measured on."""
 
@@ -35,8 +35,6 @@ class Options:
     warmups: int
     load_rounds: int
     load_seconds: int
-    load_warmup_seconds: int
-    connections: int
     profile: Literal["missed", "all", "none"]
     keep: bool
     service: Path | None = None
@@ -79,9 +77,12 @@ class Workspace:
         """Answers of a service with the defaults: only the core comes from the local index."""
         return {"core_index_url": self.index_url}
 
-    def fresh(self, label: str) -> Path:
-        """A path that does not exist yet, for a new service or cache."""
-        return self.root / "runs" / f"{next(self._counter):03d}-{label}"
+    def fresh(self, label: str, *, create: bool = False) -> Path:
+        """A path no other run uses, for a new service or folder (`create`d empty)."""
+        path = self.root / "runs" / f"{next(self._counter):03d}-{label}"
+        if create:
+            path.mkdir(parents=True)
+        return path
 
     def reference_service(self, database: str = "none") -> Path:
         """One service generated with the defaults (and `database`), installed with
@@ -100,9 +101,13 @@ class Workspace:
             self._references[database] = path
         return self._references[database]
 
-    def cleanup(self) -> None:
+    def discard(self, path: Path) -> None:
+        """Generated services go as soon as measured (a venv weighs hundreds of MB)."""
         if not self.options.keep:
-            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        self.discard(self.root)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -112,18 +117,27 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def repeat(action: Callable[[], object], repetitions: int, warmups: int = 0) -> list[float]:
-    """Wall times of `repetitions` calls after `warmups` untimed ones (caches, .pyc files)."""
-    for _ in range(warmups):
-        action()
-    return [timed(action) for _ in range(repetitions)]
+def alternate(
+    actions: Mapping[str, Callable[[], T]], rounds: int, warmups: int = 0
+) -> dict[str, list[T]]:
+    """Each action's results, one per round, after `warmups` untimed rounds: every round runs
+    each action once, in alternating order, so a machine that speeds up or slows down moves all
+    alike and each round's results make a fair pair."""
+    results: dict[str, list[T]] = {name: [] for name in actions}
+    for index in range(warmups + rounds):
+        for name in list(actions) if index % 2 == 0 else reversed(list(actions)):
+            result = actions[name]()
+            if index >= warmups:
+                results[name].append(result)
+    return results
 
 
-def command(
+def timed_command(
     args: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
-) -> Callable[[], subprocess.CompletedProcess[str]]:
-    """A timed unit: one external command run through the harness (failures raise, with output)."""
-    return lambda: run(list(args), cwd=cwd, env=env)
+) -> Callable[[], float]:
+    """The wall time of one run of an external command, through the harness (failures raise,
+    with the output), as an action for alternate()."""
+    return lambda: timed(lambda: run(list(args), cwd=cwd, env=env))
 
 
 def service_modules(service: Path) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The workspace's tools/affected.py on a 40-member workspace (bench/affected_workspace.py): real
+"""The workspace's tools/affected.py on a 40-member workspace (harness/affected_workspace.py): real
 git histories, real uv.lock files written by `uv lock`, nothing mocked.
 
 Each fixed change of the issue is a commit; the module, run in a worktree at that commit against
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench.affected_workspace import (
+from harness.affected_workspace import (
     CHANGES,
     DATABASE_SERVICES,
     LIBRARIES,

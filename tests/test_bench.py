@@ -15,7 +15,7 @@ import pytest
 from bench import counters
 from bench.__main__ import run_sections
 from bench.load import httperf_p99_ms
-from bench.stats import Figure, NotMeasuredError, Report, Summary, Target, render_text
+from bench.stats import Figure, NotMeasuredError, Report, Target, paired, render_markdown
 from bench.workspace import Options, Workspace
 
 
@@ -53,15 +53,7 @@ def test_without_any_counter_a_count_is_not_measured(
 
 
 def figure(name: str, value: float, baseline: float, target: Target | None = None) -> Figure:
-    return Figure(
-        section="test",
-        name=name,
-        unit="s",
-        value=Summary.of([value]),
-        baseline_name="floor",
-        baseline=Summary.of([baseline]),
-        target=target,
-    )
+    return paired("test", name, "s", [value], [baseline], baseline_name="floor", target=target)
 
 
 def test_a_failing_section_does_not_stop_the_others(
@@ -78,16 +70,16 @@ def test_a_failing_section_does_not_stop_the_others(
     def fine(_workspace: Workspace, report: Report) -> None:
         report.figures.append(figure("fine", 1.0, 1.0))
 
-    options = Options(1, 0, 1, 1, 1, 1, "none", keep=False)
+    options = Options(1, 0, 1, 1, "none", keep=False)
     report = Report()
-    sections = {"counts": ("", counts), "broken": ("", broken), "fine": ("", fine)}
+    sections = {"counts": counts, "broken": broken, "fine": fine}
     run_sections(sections, Workspace(tmp_path, options), report)
 
     assert [figure.name for figure in report.figures] == ["fine"]
     assert len(report.not_measured) == 1
     assert report.not_measured[0].startswith("counts: no instruction counter works here")
     assert report.errors == ["broken: RuntimeError: the template does not render"]
-    text = render_text(report)
+    text = render_markdown(report)
     assert "Not measured here (a tool is missing; the run goes on)" in text
     assert "the template does not render" in text
 
@@ -100,17 +92,18 @@ def test_the_summary_puts_each_ratio_beside_its_goal() -> None:
         figure("GET", 0.85, 1.0, Target(">=", 0.70, on="ratio", stretch=0.80)),
         figure("untargeted", 9.0, 1.0),
     ]
-    budgets = render_text(report).split("Budgets")[1].splitlines()
-    lines = [line for line in budgets if line.startswith("test: ")]
-    assert len(lines) == 3  # the figure without a goal is not in the summary
-    copy, update, get = lines
-    assert "2.00 x" in copy
-    assert "ratio <= 3.00 x" in copy
-    assert copy.endswith("ok")
-    assert "ratio <= 5.00 x" in update
-    assert update.endswith("MISSED")
-    assert "ratio >= 0.700 x, stretch >= 0.800 x" in get
-    assert get.endswith("ok, stretch met")
+    budgets = render_markdown(report).split("## Budgets")[1].splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in budgets]
+    copy, update, get = (row for row in rows if row[0].startswith("test: "))
+    # the figure without a goal is not in the summary; each row: figure, measured, goal, verdict
+    assert copy == ["test: copy", "2.00 x", "ratio <= 3.00 x", "ok"]
+    assert update == ["test: update", "6.00 x", "ratio <= 5.00 x", "MISSED"]
+    assert get == [
+        "test: GET",
+        "0.850 x",
+        "ratio >= 0.700 x, stretch >= 0.800 x",
+        "ok, stretch met",
+    ]
 
 
 def test_the_core_meets_its_budget_within_three_points_of_the_floor() -> None:

@@ -3,7 +3,7 @@ histories they check exactly the affected members and deploy exactly the service
 changed.
 
 The workspace root is rendered with `--data layout=workspace`; its `.github/` is committed into
-the 40-member synthetic workspace of bench/affected_workspace.py (the workspace form's own
+the 40-member synthetic workspace of harness/affected_workspace.py (the workspace form's own
 `make service` is not needed for that), whose fixed changes are then committed one by one. The
 workflows run with tests/workflow_runner.py: `tools/affected.py` for real (python, git, jq), and
 fake `make`, `aws`, `docker`, `terraform` and `curl` that record their calls.
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.affected_workspace import CHANGES, DATABASE_SERVICES, Change, History, build_history
+from harness.affected_workspace import CHANGES, DATABASE_SERVICES, Change, History, build_history
 from harness.commands import REPO_ROOT, git, run
 from harness.generate import copy
 from tests.tools import (
