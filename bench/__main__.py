@@ -24,7 +24,12 @@ from bench.affected import measure_affected
 from bench.fleet import measure_fleet, measure_test_core
 from bench.generation import measure_copy, measure_time_to_green, measure_update
 from bench.imports import measure_imports
-from bench.load import measure_load, measure_postgres_load, measure_telemetry
+from bench.load import (
+    measure_core_costs,
+    measure_load,
+    measure_postgres_load,
+    measure_telemetry,
+)
 from bench.stats import NotMeasuredError, Report, render_json, render_markdown
 from bench.worker import measure_worker
 from bench.workspace import Options, Workspace
@@ -37,6 +42,7 @@ SECTIONS: dict[str, Section] = {
     "green": measure_time_to_green,
     "import": measure_imports,
     "load": measure_load,
+    "core-costs": measure_core_costs,
     "load-postgres": measure_postgres_load,
     "telemetry": measure_telemetry,
     "affected": measure_affected,

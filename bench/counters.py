@@ -51,7 +51,7 @@ def instruction_counter() -> Counter | None:
         return "perf"
     if shutil.which("valgrind") is not None:
         with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-            if _callgrind_count(["true"], cwd=Path(folder), env={}) > 0:
+            if sum(callgrind_totals(["true"], cwd=Path(folder), env={})) > 0:
                 return "callgrind"
     return None
 
@@ -64,7 +64,7 @@ def instructions_of(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -
     if counter is None:
         raise NotMeasuredError(NO_COUNTER)
     if counter == "callgrind":
-        return _callgrind_count(args, cwd=cwd, env=env)
+        return sum(callgrind_totals(args, cwd=cwd, env=env))
     stderr = run([*PERF, "--", *args], cwd=cwd, env=env).stderr
     match = PERF_LINE.search(stderr)
     if match is None:
@@ -72,13 +72,24 @@ def instructions_of(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -
     return int(match.group(1))
 
 
-def _callgrind_count(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
-    """The sum of the `totals:` lines of callgrind's output files, one per process."""
+def callgrind_totals(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str], dump_before: str = ""
+) -> list[int]:
+    """The instructions of each process, or with `dump_before` (a C function) of one process
+    between its calls of it, in order: up to the first call, ..., from the last call to the exit.
+
+    callgrind dumps its counters on entering that function, so a program that calls it between
+    phases has each counted apart in one run. Raises NotMeasuredError without valgrind."""
+    if shutil.which("valgrind") is None:
+        raise NotMeasuredError(NO_COUNTER)
+    dump = [f"--dump-before={dump_before}"] if dump_before else []
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-        output = Path(folder) / "callgrind.out.%p"
-        run([*CALLGRIND, f"--callgrind-out-file={output}", *args], cwd=cwd, env=env, timeout=3600)
-        return sum(
+        output = f"--callgrind-out-file={folder}/callgrind.out.%p"
+        run([*CALLGRIND, *dump, output, *args], cwd=cwd, env=env, timeout=3600)
+        # callgrind.out.PID.N for the N-th dump of process PID, callgrind.out.PID at its exit
+        paths = sorted(Path(folder).iterdir(), key=lambda p: (-len(p.suffixes), int(p.suffix[1:])))
+        return [
             int(match.group(1))
-            for path in Path(folder).iterdir()
+            for path in paths
             for match in CALLGRIND_TOTALS.finditer(path.read_text(errors="replace"))
-        )
+        ]

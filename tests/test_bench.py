@@ -6,13 +6,16 @@ timed. Counting with callgrind needs valgrind (Debian: apt-get install valgrind)
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench import counters
+from bench import asgi_driver, bare_app, counters
 from bench.__main__ import run_sections
 from bench.load import httperf_p99_ms
 from bench.stats import Figure, NotMeasuredError, Report, Target, paired, render_markdown
@@ -40,6 +43,37 @@ def test_callgrind_counts_instructions_where_perf_does_not_work(
     # The shell's children are counted too, as perf counts them: copier's git runs are its cost.
     with_children = counters.instructions_of(["sh", "-c", "true; true"], cwd=tmp_path, env={})
     assert 0 < alone < with_children
+
+
+def test_callgrind_counts_each_phase_of_a_process_apart(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None:
+        pytest.fail("valgrind is needed to count instructions: apt-get install valgrind")
+    phases = (
+        "import os\nfor n in (1, 2):\n    os.getppid()\n    sum(range(n * 10**5))\nos.getppid()"
+    )
+    command = [sys.executable, "-c", phases]
+    segments = counters.callgrind_totals(command, cwd=tmp_path, env={}, dump_before="getppid")
+    start_up, once, twice, _exit = segments
+    assert start_up > 0
+    assert twice > once > 0
+    assert 1.9 < twice / once < 2.1
+
+
+def test_the_asgi_driver_sends_each_endpoint_in_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """bare_app, as core-costs drives it: each endpoint answered, a refusal never counted."""
+    widget = {"type": "widgets", "id": "w-1", "attributes": {"name": "widget 00"}}
+    payloads = {"one": {"data": widget}, "page": {"data": [widget]}, "created": {"data": widget}}
+    (tmp_path / "payloads.json").write_text(json.dumps({**payloads, "collection": "/v1/widgets"}))
+    monkeypatch.setenv(bare_app.PAYLOADS_VARIABLE, str(tmp_path / "payloads.json"))
+    monkeypatch.syspath_prepend(str(Path(bare_app.__file__).parent))
+    setup = {"collection": "/v1/widgets", "page": "?page%5Bsize%5D=50", "body": {"data": {}}}
+    setup |= {"reader": "r", "writer": "w", "record": ""}
+    answers = asyncio.run(asgi_driver.drive("bare_app:create_app", 3, setup))
+    assert answers == {**payloads, "collection": "/v1/widgets"}
+    with pytest.raises(RuntimeError, match="answered"):
+        asyncio.run(asgi_driver.drive("bare_app:create_app", 3, {**setup, "collection": "/v2"}))
 
 
 def test_without_any_counter_a_count_is_not_measured(
@@ -122,12 +156,29 @@ Connection lifetime histogram (time in ms):
             40.5 {slow}
 
 Reply status: 1xx=0 2xx=100 3xx=0 4xx=0 5xx=0
-Errors: total {errors} client-timo 0 socket-timo 0 connrefused 0 connreset 0
+Errors: total {errors} client-timo {timeouts} socket-timo 0 connrefused 0 connreset 0
+Errors: fd-unavail {fd_unavail} addrunavail 0 ftab-full 0 other 0
 """
 
 
+def httperf(fast: int, slow: int, timeouts: int = 0, fd_unavail: int = 0) -> str:
+    errors = timeouts + fd_unavail
+    return HTTPERF.format(
+        fast=fast, slow=slow, errors=errors, timeouts=timeouts, fd_unavail=fd_unavail
+    )
+
+
 def test_the_fixed_rate_p99_is_read_from_httperfs_histogram() -> None:
-    assert httperf_p99_ms(HTTPERF.format(fast=94, slow=1, errors=0)) == 2.0
-    assert httperf_p99_ms(HTTPERF.format(fast=90, slow=5, errors=0)) == 41.0  # the pause shows
-    with pytest.raises(RuntimeError, match="errors"):
-        httperf_p99_ms(HTTPERF.format(fast=94, slow=1, errors=3))
+    assert httperf_p99_ms(httperf(fast=94, slow=1)) == 2.0
+    assert httperf_p99_ms(httperf(fast=90, slow=5)) == 41.0  # the pause shows
+    # a request that timed out is slower than any answered: one in 100 lies beyond the p99
+    assert httperf_p99_ms(httperf(fast=94, slow=0, timeouts=1)) == 2.0
+
+
+def test_a_fixed_rate_httperf_did_not_hold_is_not_measured() -> None:
+    with pytest.raises(NotMeasuredError, match="fd-unavail 3"):
+        httperf_p99_ms(httperf(fast=94, slow=1, fd_unavail=3))
+    with pytest.raises(NotMeasuredError, match="2 of 100 requests timed out"):
+        httperf_p99_ms(httperf(fast=93, slow=0, timeouts=2))
+    with pytest.raises(RuntimeError, match="other than 2xx"):
+        httperf_p99_ms(httperf(fast=94, slow=1).replace("4xx=0", "4xx=1"))
