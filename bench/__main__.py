@@ -58,8 +58,14 @@ def describe(section: Section) -> str:
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
+COUNTS = {
+    "repetitions": ("timed runs per figure", 5, 1),
+    "rounds": ("load rounds per endpoint and server", 6, 1),
+    "seconds": ("seconds per load round", 3, 2),
+}
+"""Each count option: what it counts, its default and --quick's. At most MAX_COUNT: all loops here
+are bounded."""
 MAX_COUNT = 1000
-"""Upper bound of every count option: all loops here are bounded."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -76,18 +82,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="a fast smoke run: 1 repetition, no warm-up, one short load round (figures are rough)",
     )
-    parser.add_argument(
-        "-n", "--repetitions", type=int, help="timed runs per figure (default 5; --quick 1)"
-    )
+    for name, (what, full, quick) in COUNTS.items():
+        flags = ["-n", f"--{name}"] if name == "repetitions" else [f"--{name}"]
+        parser.add_argument(*flags, type=int, help=f"{what} (default {full}; --quick {quick})")
     parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
     )
-    parser.add_argument(
-        "--rounds", type=int, help="load rounds per endpoint and server (default 6; --quick 1)"
-    )
-    parser.add_argument("--seconds", type=int, help="seconds per load round (default 3; --quick 2)")
     parser.add_argument(
         "--profile",
         choices=("missed", "all", "none"),
@@ -100,9 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--service",
         type=Path,
-        help="for the import, load and telemetry sections: an existing, `uv sync`ed service to "
-        "measure instead of the one generated from the template with the defaults (to try a "
-        "change before making it); the postgres variant is always generated",
+        help="for the import, load, core-costs and telemetry sections: an existing, `uv sync`ed "
+        "service to measure instead of the one generated from the template with the defaults (to "
+        "try a change before making it); the postgres variant is always generated",
     )
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})"
@@ -113,28 +115,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
         )
-    for name in ("repetitions", "rounds", "seconds"):
+    for name, (_, full, quick) in COUNTS.items():
         value = getattr(args, name)
-        if value is not None and not 1 <= value <= MAX_COUNT:
+        if value is None:
+            setattr(args, name, quick if args.quick else full)
+        elif not 1 <= value <= MAX_COUNT:
             parser.error(f"--{name} must be between 1 and {MAX_COUNT}")
     return args
-
-
-def options_from(args: argparse.Namespace) -> Options:
-    quick = bool(args.quick)
-
-    def pick(value: int | None, full: int, fast: int) -> int:
-        return value if value is not None else (fast if quick else full)
-
-    return Options(
-        repetitions=pick(args.repetitions, 5, 1),
-        warmups=0 if quick else 1,
-        load_rounds=pick(args.rounds, 6, 1),
-        load_seconds=pick(args.seconds, 3, 2),
-        profile=args.profile,
-        keep=bool(args.keep),
-        service=args.service,
-    )
 
 
 def describe_environment(options: Options, sections: Sequence[str]) -> dict[str, str]:
@@ -174,7 +161,10 @@ def write_results(report: Report, directory: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    options = options_from(args)
+    warmups = 0 if args.quick else 1
+    options = Options(
+        args.repetitions, warmups, args.rounds, args.seconds, args.profile, args.keep, args.service
+    )
     sections = [name for name in SECTIONS if name in args.sections.split(",")]
     report = Report(environment=describe_environment(options, sections))
     # Without .pyc files every Python start compiles its imports again (copier's alone take
