@@ -22,7 +22,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import Body, FastAPI, HTTPException, Request
+from sqlalchemy.ext.asyncio import create_async_engine
 
 COLLECTION_VARIABLE = "BENCH_SQL_COLLECTION"
 """The service's path of the widgets (`/v1/widgets`)."""
@@ -31,30 +33,15 @@ ACCOUNTS_VARIABLE = "BENCH_SQL_ACCOUNTS"
 
 
 def create_app() -> FastAPI:
-    # The bench imports this module for its variable names where SQLAlchemy is not installed;
-    # only the service's venv that serves the app has it.
-    from sqlalchemy import (  # noqa: PLC0415 - see above
-        Column,
-        DateTime,
-        MetaData,
-        Table,
-        Text,
-        Uuid,
-        func,
-        insert,
-        select,
-    )
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - see above
-
-    widgets = Table(
+    widgets = sa.Table(
         "widgets",
-        MetaData(),
-        Column("id", Uuid, primary_key=True),
-        Column("account_id", Text, nullable=False),
-        Column("name", Text, nullable=False),
-        Column("description", Text),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        sa.MetaData(),
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("account_id", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_async_engine(url, pool_size=int(os.environ["DATABASE_POOL_SIZE"]))
@@ -72,7 +59,7 @@ def create_app() -> FastAPI:
     async def get_widget(widget_id: uuid.UUID, request: Request) -> dict[str, Any]:
         owned = (widgets.c.id == widget_id) & (widgets.c.account_id == reader)
         async with engine.connect() as connection:
-            row = (await connection.execute(select(widgets).where(owned))).mappings().first()
+            row = (await connection.execute(sa.select(widgets).where(owned))).mappings().first()
         if row is None:
             raise HTTPException(404)
         return {"data": _resource(row, collection), "links": {"self": str(request.url)}}
@@ -83,14 +70,15 @@ def create_app() -> FastAPI:
         number = int(request.query_params.get("page[number]", "1"))
         owned = widgets.c.account_id == reader
         page = (
-            select(widgets)
+            sa.select(widgets)
             .where(owned)
             .order_by(widgets.c.created_at, widgets.c.id)
             .offset((number - 1) * size)
             .limit(size)
         )
+        count = sa.select(sa.func.count()).select_from(widgets).where(owned)
         async with engine.connect() as connection:
-            total = await connection.scalar(select(func.count()).select_from(widgets).where(owned))
+            total = await connection.scalar(count)
             rows = (await connection.execute(page)).mappings().all()
         return {
             "data": [_resource(row, collection) for row in rows],
@@ -111,7 +99,7 @@ def create_app() -> FastAPI:
             "updated_at": now,
         }
         async with engine.begin() as connection:
-            await connection.execute(insert(widgets).values(values))
+            await connection.execute(sa.insert(widgets).values(values))
         return {"data": _resource(values, collection)}
 
     return app
