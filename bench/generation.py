@@ -90,11 +90,8 @@ def measure_time_to_green(workspace: Workspace, report: Report) -> None:
     The floors (`copier --version`, a no-op `uv sync`, `uv run pytest --version`) run in the service
     just made green."""
     options, env = workspace.options, workspace.env
-    green: list[float] = []
-    floors: list[float] = []
-    counts: set[int] = set()
-    # The warm-up fills the uv cache with everything the service locks.
-    for index in range(max(options.warmups, 1) + options.repetitions):
+
+    def once() -> tuple[float, float, int]:
         destination = workspace.fresh("green")
         started = time.perf_counter()
         copy(workspace.template, destination, workspace.answers, vcs_ref=workspace.tag, env=env)
@@ -102,16 +99,14 @@ def measure_time_to_green(workspace: Workspace, report: Report) -> None:
         tests = run(["uv", "run", "pytest"], cwd=destination, env=env).stdout  # raises unless green
         seconds = time.perf_counter() - started
         _check_tasks_ran(destination, "")
-        started = time.perf_counter()
-        run(COPIER_VERSION, env=env)
-        run(["uv", "sync", "--locked"], cwd=destination, env=env)
-        run(["uv", "run", "pytest", "--version"], cwd=destination, env=env)
-        floor = time.perf_counter() - started
+        floors = (COPIER_VERSION, ["uv", "sync", "--locked"], ["uv", "run", "pytest", "--version"])
+        floor = timed(lambda: [run(args, cwd=destination, env=env) for args in floors])
         workspace.discard(destination)
-        if index >= max(options.warmups, 1):
-            green.append(seconds)
-            floors.append(floor)
-            counts.add(int(re.findall(r"(\d+) passed", tests)[-1]))
+        return seconds, floor, int(re.findall(r"(\d+) passed", tests)[-1])
+
+    # The warm-up fills the uv cache with everything the service locks.
+    rounds = alternate({"green": once}, options.repetitions, max(options.warmups, 1))["green"]
+    green, floors, counts = zip(*rounds, strict=True)
     report.figures.append(
         paired(
             "time to green (warm uv cache)",
@@ -121,7 +116,7 @@ def measure_time_to_green(workspace: Workspace, report: Report) -> None:
             floors,
             baseline_name="copier --version + a no-op uv sync + uv run pytest --version",
             target=GREEN_TARGET,
-            note=f"{'/'.join(map(str, sorted(counts)))} tests passed",
+            note=f"{'/'.join(map(str, sorted(set(counts))))} tests passed",
         )
     )
 
