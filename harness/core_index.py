@@ -42,6 +42,17 @@ def publish_core(index_root: Path, work_dir: Path, distribution: str = "smplkit-
     return index_root.resolve().as_uri()
 
 
+NEW_RESPONSE = "Too Many Requests"
+DECLARES_A_NEW_RESPONSE = {
+    "src/smplcore/app.py": (
+        '    errors["406"] = "Not Acceptable"\n',
+        f'    errors["406"] = "Not Acceptable"\n    errors["429"] = "{NEW_RESPONSE}"\n',
+    ),
+}
+"""A compatible core change (core_variant's replacements) that changes the OpenAPI document of
+every service: each operation the core describes declares a 429 as well."""
+
+
 def core_variant(
     work_dir: Path, version: str, replacements: dict[str, tuple[str, str]] | None = None
 ) -> Path:

@@ -25,7 +25,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from harness.commands import REPO_ROOT, git, run, tool_env
-from harness.core_index import CORE_PROJECT, core_variant, publish_core_versions
+from harness.core_index import (
+    CORE_PROJECT,
+    DECLARES_A_NEW_RESPONSE,
+    NEW_RESPONSE,
+    core_variant,
+    publish_core_versions,
+)
 from harness.generate import copy
 from tests.services import GeneratedService, uv_python
 from tests.tools import dev_tool, load_workflow, require_tool
@@ -34,14 +40,6 @@ from tests.workflow_runner import Emulated, FakeCommands, JobResult, WorkflowRun
 pytestmark = pytest.mark.xdist_group("core-updates")
 
 CORE = "smplkit-core"
-NEW_RESPONSE = "Too Many Requests"
-DECLARES_A_NEW_RESPONSE = {
-    # Every operation the core describes declares a 429 as well.
-    "src/smplcore/app.py": (
-        '    errors["406"] = "Not Acceptable"\n',
-        f'    errors["406"] = "Not Acceptable"\n    errors["429"] = "{NEW_RESPONSE}"\n',
-    ),
-}
 NEWER_RELEASES = dict.fromkeys(("1.2.0", "1.3.0rc1", "2.0.0"), DECLARES_A_NEW_RESPONSE)
 TOKEN = "codeartifact-token-for-the-test"
 EMULATED_ACTIONS = {
