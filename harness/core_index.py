@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trustme
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import REPO_ROOT, run
 
 CORE_PROJECT = REPO_ROOT / "core"

@@ -142,14 +142,13 @@ def failing_pull_request(scenario: BumpScenario, version: str) -> str:
 
 
 def release_checkout(checkout: Path) -> Path:
-    """The release's view of the template repository: its scripts (with the API rule they share
-    with the workspaces) and the core 1.1.0, tagged v1.0.0."""
+    """The release's view of the template repository: its scripts (with the API rule and the index
+    reader they share with the workspaces) and the core 1.1.0, tagged v1.0.0."""
     (checkout / ".github" / "scripts").mkdir(parents=True)
     shutil.copy2(REPO_ROOT / ".github" / "scripts" / "release.py", checkout / ".github" / "scripts")
     (checkout / "workspace" / "tools").mkdir(parents=True)
-    shutil.copy2(
-        REPO_ROOT / "workspace" / "tools" / "api_semver.py", checkout / "workspace" / "tools"
-    )
+    for shared in ("api_semver.py", "simple_index.py"):
+        shutil.copy2(REPO_ROOT / "workspace" / "tools" / shared, checkout / "workspace" / "tools")
     git("init", "--quiet", "--initial-branch=main", cwd=checkout)
     release_core(checkout, "1.1.0", {})
     git("tag", "v1.0.0", cwd=checkout)
