@@ -18,7 +18,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from fleet.simple_index import project_files, uv_credentials
+from fleet.simple_index import IndexUnreadableError, project_files, uv_credentials
 
 
 def versions(filenames: Iterable[str], package: str) -> set[Version]:
@@ -40,7 +40,10 @@ def versions(filenames: Iterable[str], package: str) -> set[Version]:
 def newest_allowed(
     index_url: str, package: str, allowed: str, index_name: str | None = None
 ) -> Version | None:
-    """The newest final release on the index within the range, or None when none is."""
+    """The newest final release on the index within the range, or None when none is; an index
+    that holds no file of the package at all cannot be the one the service's lock came from."""
     credentials = None if index_name is None else uv_credentials(index_name)
     files = project_files(index_url, package, credentials)
+    if not files:
+        raise IndexUnreadableError(f"{index_url}: no {package} on this index")
     return max(SpecifierSet(allowed).filter(versions(files, package)), default=None)

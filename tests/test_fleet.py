@@ -510,6 +510,12 @@ def test_an_index_other_than_https_or_file_is_refused() -> None:
         index.newest_allowed("http://mirror.example/simple/", "smplkit-core", ">=1", None)
 
 
+def test_an_index_that_never_saw_the_package_is_unreadable(tmp_path: Path) -> None:
+    """The service's lock came from its index: one without the package is the wrong index."""
+    with pytest.raises(simple_index.IndexUnreadableError, match="no smplkit-core on this index"):
+        index.newest_allowed(str(tmp_path), "smplkit-core", ">=1", None)
+
+
 def test_the_repository_builds_the_fleet_command(tmp_path: Path) -> None:
     """What `uvx --from <template repository> fleet` installs: the fleet package, its page, and
     the `fleet` command."""
