@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trustme
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import REPO_ROOT, run
 
 CORE_PROJECT = REPO_ROOT / "core"
@@ -44,7 +44,7 @@ def publish_core(index_root: Path, work_dir: Path, distribution: str = "smplkit-
 
 NEW_RESPONSE = "Too Many Requests"
 DECLARES_A_NEW_RESPONSE = {
-    "src/smplcore/app.py": (
+    "src/smplcore/openapi.py": (
         '    errors["406"] = "Not Acceptable"\n',
         f'    errors["406"] = "Not Acceptable"\n    errors["429"] = "{NEW_RESPONSE}"\n',
     ),

@@ -39,9 +39,9 @@ from harness.workspace import Workspace, generate_workspace
 from smplcore import JSONAPI_MEDIA_TYPE
 from smplcore.localsqs import LOCAL_CREDENTIALS, create_queue, sqs_server
 from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.service_ci import DIGEST, PipelineRun, results, run_ci
 from tests.services import ALEMBIC_UPGRADE, GeneratedService, ServiceCache, assert_pytest_green
-from tests.test_service_pipeline import DIGEST, PipelineRun, results, run_ci
-from tests.test_terraform import CHECKOV, blocks
+from tests.terraform import CHECKOV, blocks
 from tests.tools import dev_tool, require_tool, zizmor_findings
 from tests.update_support import TeamWork, status
 
