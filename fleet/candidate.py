@@ -9,8 +9,6 @@ but a final release (`core-release-guard`), so a lock moved to a candidate canno
 
 from __future__ import annotations
 
-import hashlib
-import html
 import io
 import re
 import shutil
@@ -19,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from fleet.commands import CommandError, checked, git, run_bytes
+from fleet.simple_index import add_to_index
 
 LOCAL_LABEL = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)*$")
 """PEP 440's local version label, lowercase: letters and digits in dot-separated parts."""
@@ -43,29 +41,6 @@ class Candidate:
     wheel: Path
     index_url: str
     """A file:// PEP 503 index holding the wheel alone."""
-
-
-def add_to_index(index_root: Path, distribution: str, files: list[Path]) -> None:
-    """Copy distribution files into a static PEP 503 index, and write the project's page (every
-    file with its sha256) and the index's root page."""
-    project_dir = index_root / canonicalize_name(distribution)
-    project_dir.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        shutil.copy2(file, project_dir / file.name)
-    links = []
-    for file in sorted(project_dir.glob("*")):
-        if file.name == "index.html":
-            continue
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        name = html.escape(file.name)
-        links.append(f'<a href="{name}#sha256={digest}">{name}</a><br>')
-    (project_dir / "index.html").write_text(_page(links))
-    projects = sorted(path.name for path in index_root.iterdir() if path.is_dir())
-    (index_root / "index.html").write_text(_page([f'<a href="{p}/">{p}</a><br>' for p in projects]))
-
-
-def _page(links: list[str]) -> str:
-    return "\n".join(["<!DOCTYPE html>", "<html><body>", *links, "</body></html>", ""])
 
 
 def default_label(core: Path) -> str:

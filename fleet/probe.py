@@ -25,6 +25,7 @@ from fleet import index
 from fleet.commands import CommandError, checked, git, run, run_bytes
 from fleet.isolated import isolated_members
 from fleet.libraries import Library, private_libraries
+from fleet.simple_index import IndexUnreadableError
 from fleet.sources import Repository
 
 ANSWERS = ".copier-answers.yml"
@@ -141,7 +142,7 @@ class Context:
             if key not in self._results:
                 try:
                     self._results[key] = compute()
-                except (CommandError, index.IndexUnreadableError, InvalidSpecifier) as error:
+                except (CommandError, IndexUnreadableError, InvalidSpecifier) as error:
                     self._results[key] = UnreadableError(str(error))
             result = self._results[key]
         if isinstance(result, UnreadableError):

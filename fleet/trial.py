@@ -42,6 +42,9 @@ GUARD = "core-release-guard"
 CHECK = ["make", "--no-print-directory", "--keep-going", f"--old-file={GUARD}", "check"]
 """The service's own `make check`, every step run even after one fails (so a type error does not
 hide the failing tests), without the guard that refuses an unreleased core."""
+CHECK_AFTER_OPENAPI = [*CHECK[:-1], "core-openapi", "check"]
+"""For a service with an API: its openapi.json written again first, as the core-bump workflow does,
+so a candidate that only changes the document it serves (a new declared error) breaks nothing."""
 PASSED, FAILED, NOT_RUN = "passed", "failed", "could not run"
 FAILING_TEST = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 """pytest's short summary (`-ra`, which every service's pytest configuration adds)."""
@@ -149,7 +152,8 @@ def services_of(
     packages = locked_packages((project / "uv.lock").read_text())
     folder = project.relative_to(clone).as_posix()
     if not workspace:
-        return [Check(Trial(repository.name, repository.url), CHECK, clone)]
+        command = CHECK_AFTER_OPENAPI if (clone / "openapi.json").exists() else CHECK
+        return [Check(Trial(repository.name, repository.url), command, clone)]
     if folder != ".":
         project_name = tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"]
         name = canonicalize_name(str(project_name))
@@ -164,7 +168,9 @@ def services_of(
         ]
     return [
         Check(
-            Trial(f"{repository.name}/{path}", repository.url), [*CHECK, f"PACKAGE={name}"], clone
+            Trial(f"{repository.name}/{path}", repository.url),
+            [*CHECK_AFTER_OPENAPI, f"PACKAGE={name}"],
+            clone,
         )
         for name, path in chosen
     ]

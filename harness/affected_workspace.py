@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import git, run
 
 AFFECTED_MODULE = Path(__file__).resolve().parents[1] / "workspace" / "tools" / "affected.py"

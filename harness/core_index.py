@@ -23,7 +23,7 @@ from pathlib import Path
 
 import trustme
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import REPO_ROOT, run
 
 CORE_PROJECT = REPO_ROOT / "core"
@@ -40,6 +40,17 @@ def publish_core(index_root: Path, work_dir: Path, distribution: str = "smplkit-
     """Build the core and publish it to a local index; return the index's file:// URL."""
     add_to_index(index_root, distribution, build_core(work_dir / "dist"))
     return index_root.resolve().as_uri()
+
+
+NEW_RESPONSE = "Too Many Requests"
+DECLARES_A_NEW_RESPONSE = {
+    "src/smplcore/openapi.py": (
+        '    errors["406"] = "Not Acceptable"\n',
+        f'    errors["406"] = "Not Acceptable"\n    errors["429"] = "{NEW_RESPONSE}"\n',
+    ),
+}
+"""A compatible core change (core_variant's replacements) that changes the OpenAPI document of
+every service: each operation the core describes declares a 429 as well."""
 
 
 def core_variant(

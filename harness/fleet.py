@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import find_python, git
 from harness.generate import SERVICE_NAME, copy
 from harness.template_repo import commit_all, release, snapshot, template_file

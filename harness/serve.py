@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.request
@@ -27,6 +28,13 @@ def wait_until_live(base_url: str, process: subprocess.Popen[Any], seconds: floa
         except OSError:
             time.sleep(0.1)
     raise ServiceDidNotStartError(f"the service did not answer {base_url}/livez within {seconds} s")
+
+
+def json_log_lines(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines a running service has finished writing to `log` (it may be halfway
+    through the last one)."""
+    *complete, _unfinished = log.read_text().split("\n")
+    return [json.loads(line) for line in complete if line[:1] == "{"]
 
 
 @contextmanager

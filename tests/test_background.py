@@ -33,15 +33,15 @@ import yaml
 from harness.commands import run, tool_env
 from harness.generate import copy, update
 from harness.postgres import free_port, fresh_database
-from harness.serve import serving
+from harness.serve import json_log_lines, serving
 from harness.template_repo import release, snapshot
 from harness.workspace import Workspace, generate_workspace
 from smplcore import JSONAPI_MEDIA_TYPE
 from smplcore.localsqs import LOCAL_CREDENTIALS, create_queue, sqs_server
 from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.service_ci import DIGEST, PipelineRun, results, run_ci
 from tests.services import ALEMBIC_UPGRADE, GeneratedService, ServiceCache, assert_pytest_green
-from tests.test_service_pipeline import DIGEST, PipelineRun, results, run_ci
-from tests.test_terraform import CHECKOV, blocks
+from tests.terraform import CHECKOV, blocks
 from tests.tools import dev_tool, require_tool, zizmor_findings
 from tests.update_support import TeamWork, status
 
@@ -259,11 +259,10 @@ def worker_lines(traced: Traced, message_id: str) -> list[dict[str, Any]]:
     """The worker's log lines, once it has written the message's line."""
     deadline = time.monotonic() + 60
     while True:
-        text = traced.worker_log.read_text()
-        lines = [json.loads(line) for line in text.splitlines() if line[:1] == "{"]
+        lines = json_log_lines(traced.worker_log)
         if any(line.get("message_id") == message_id for line in lines):
             return lines
-        assert time.monotonic() < deadline, text
+        assert time.monotonic() < deadline, traced.worker_log.read_text()
         time.sleep(0.1)
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from harness.commands import tool_env
 from harness.postgres import free_port
-from harness.serve import serving
+from harness.serve import json_log_lines, serving
 from smplcore.testing import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.services import GeneratedService, ServiceCache
 
@@ -80,7 +80,7 @@ class Running:
     log: Path
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line[:1] == "{"]
+        return json_log_lines(self.log)
 
     def of_request(self, request_id: str, *events: str) -> list[dict[str, Any]]:
         """The lines of a request, once it has written one of each of ``events`` (its request

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import run
 from harness.core_index import CORE_PROJECT
 from tests.services import GeneratedService

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet import index
+from fleet import index, simple_index
 from fleet.sources import Repository, read_fleet_file, repository
 from harness.commands import REPO_ROOT, git, run
 from harness.fleet import (
@@ -498,7 +498,7 @@ def test_the_newest_core_on_an_https_index_is_asked_with_uv_s_credentials(
     newest = index.newest_allowed(url, "smplkit_core", ">=1.0,<2", "private")
     assert str(newest) == "1.3.0"
     ((request, timeout),) = asked
-    assert timeout == index.TIMEOUT_SECONDS
+    assert timeout == simple_index.TIMEOUT_SECONDS
     assert request.full_url == url + "smplkit-core/"
     expected = base64.b64encode(b"aws:token-from-codeartifact").decode()
     assert request.get_header("Authorization") == f"Basic {expected}"
@@ -506,8 +506,14 @@ def test_the_newest_core_on_an_https_index_is_asked_with_uv_s_credentials(
 
 
 def test_an_index_other_than_https_or_file_is_refused() -> None:
-    with pytest.raises(index.IndexUnreadableError, match="only https:// and file://"):
+    with pytest.raises(simple_index.IndexUnreadableError, match="only https:// and file://"):
         index.newest_allowed("http://mirror.example/simple/", "smplkit-core", ">=1", None)
+
+
+def test_an_index_that_never_saw_the_package_is_unreadable(tmp_path: Path) -> None:
+    """The service's lock came from its index: one without the package is the wrong index."""
+    with pytest.raises(simple_index.IndexUnreadableError, match="no smplkit-core on this index"):
+        index.newest_allowed(str(tmp_path), "smplkit-core", ">=1", None)
 
 
 def test_the_repository_builds_the_fleet_command(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 from fleet.candidate import NOT_SOURCE, CandidateError, build_candidate
 from fleet.trial import first_failure
 from harness.commands import REPO_ROOT, git, run
-from harness.core_index import CORE_PROJECT, core_variant
+from harness.core_index import CORE_PROJECT, DECLARES_A_NEW_RESPONSE, core_variant
 from harness.fleet import CALLER_TEST, CALLERS, CoreFleet, build_core_fleet
 from harness.template_repo import commit_all
 from tests.tools import require_tool
@@ -42,11 +42,13 @@ CORE_VERSION = tomllib.loads((CORE_PROJECT / "pyproject.toml").read_text())["pro
 LABEL = "pr123"
 CANDIDATE = f"{CORE_VERSION}+{LABEL}"
 COMPATIBLE = {
-    # An addition: a minor change every service takes.
+    # An addition: a minor change every service takes, and one that changes the OpenAPI document
+    # each serves (the check writes it again first, as the core-bump workflow does).
     "src/smplcore/__init__.py": (
         "from smplcore.app import install_core\n",
         "from smplcore.app import install_core\n\nFLEET_TRIED = True\n",
-    )
+    ),
+    **DECLARES_A_NEW_RESPONSE,
 }
 RENAMED = {
     # issue_internal_token renamed in the package's public names (the core's own modules keep it).

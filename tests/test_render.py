@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ import yaml
 from harness.commands import REPO_ROOT
 from hooks import post_copy
 from tests.services import GeneratedService
+from tests.tools import GITHUB_EXPRESSION
 
 CHOICES = [
     {},
@@ -23,8 +23,6 @@ CHOICES = [
     {"service_name": "billing-events", "package_name": "billing", "http_port": "9000"},
 ]
 JINJA_MARKERS = ("{{", "}}", "{%", "%}")
-GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
-"""GitHub Actions' own `${{ ... }}` expressions belong in the rendered workflows."""
 
 
 @pytest.fixture(

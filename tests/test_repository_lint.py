@@ -108,3 +108,15 @@ def test_pre_commit_hooks_are_local_and_run_the_locked_tools() -> None:
     tools = [hook["entry"] for hook in hooks(REPO_ROOT / ".pre-commit-config.yaml")]
     assert any(entry.startswith("uv run --locked ruff check") for entry in tools)
     assert any(entry.startswith("uv run --locked ruff format") for entry in tools)
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share helpers through helper modules (tests/tools.py, tests/services.py,
+    tests/service_ci.py...), never by importing a test module, whose tests would run again
+    wherever it is imported and whose changes would break files it does not name."""
+    found = run(
+        ["git", "grep", "-nE", r"^\s*(from|import) +(core\.)?tests\.test_", "--", "*.py"],
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert found.stdout == ""

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.candidate import add_to_index
+from fleet.simple_index import add_to_index
 from harness.commands import REPO_ROOT, run
-from harness.core_index import serving_index
+from harness.core_index import PrivateIndex, serving_private_index
 from harness.template_repo import current_version
 from tests.tools import dev_tool, load_workflow, workflow_steps
 
@@ -463,16 +463,14 @@ def test_core_version_is_the_cores_own() -> None:
     assert release_script("core-version") == (0, f"{core['version']}\n", "")
 
 
-TOKEN = "secret-token"
-
-
 @pytest.fixture
-def index(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """An empty simple-API index served over HTTP to the user aws with TOKEN only: (folder, URL)."""
+def index(tmp_path: Path) -> Iterator[tuple[Path, PrivateIndex]]:
+    """An empty simple-API index served as CodeArtifact serves it (HTTPS, to the user aws with a
+    password): (folder, index)."""
     root = tmp_path / "simple"
     root.mkdir()
-    with serving_index(root, TOKEN) as url:
-        yield root, url
+    with serving_private_index(root, tmp_path) as served:
+        yield root, served
 
 
 def core_files(folder: Path, version: str) -> list[Path]:
@@ -487,48 +485,61 @@ def core_files(folder: Path, version: str) -> list[Path]:
     return files
 
 
-def unpublished(url: str, files: list[Path], password: str = TOKEN) -> tuple[int, list[str], str]:
+def unpublished(
+    served: PrivateIndex, files: list[Path], password: str | None = None
+) -> tuple[int, list[str], str]:
     code, out, errors = release_script(
-        "unpublished", url, *map(str, files), INDEX_USERNAME="aws", INDEX_PASSWORD=password
+        "unpublished",
+        served.url,
+        *map(str, files),
+        INDEX_USERNAME="aws",
+        INDEX_PASSWORD=password or served.password,
+        SSL_CERT_FILE=str(served.ca_bundle),
     )
     return code, [Path(line).name for line in out.splitlines()], errors
 
 
-def test_only_files_the_index_lacks_are_published(tmp_path: Path, index: tuple[Path, str]) -> None:
-    root, url = index
+def test_only_files_the_index_lacks_are_published(
+    tmp_path: Path, index: tuple[Path, PrivateIndex]
+) -> None:
+    root, served = index
     built = core_files(tmp_path / "dist", "1.1.0")
     names = [file.name for file in built]
     add_to_index(root, "smplkit-core", core_files(tmp_path / "old", "1.0.0"))
-    assert unpublished(url, built) == (0, names, "")
+    assert unpublished(served, built) == (0, names, "")
     # A publish that stopped after the wheel: only the sdist is left to upload.
     add_to_index(root, "smplkit-core", built[:1])
-    assert unpublished(url, built) == (0, names[1:], "")
+    assert unpublished(served, built) == (0, names[1:], "")
     add_to_index(root, "smplkit-core", built[1:])
-    assert unpublished(url, built) == (0, [], "")
+    assert unpublished(served, built) == (0, [], "")
 
 
 def test_a_version_released_before_is_not_published_again(
-    tmp_path: Path, index: tuple[Path, str]
+    tmp_path: Path, index: tuple[Path, PrivateIndex]
 ) -> None:
     """Rebuilt files of a version on the index (other bytes, same names) are left alone."""
-    root, url = index
+    root, served = index
     add_to_index(root, "smplkit-core", core_files(tmp_path / "released", "1.0.0"))
     rebuilt = core_files(tmp_path / "dist", "1.0.0")
     rebuilt[0].write_bytes(b"rebuilt")
-    assert unpublished(url, rebuilt) == (0, [], "")
+    assert unpublished(served, rebuilt) == (0, [], "")
 
 
 def test_everything_is_published_to_an_index_that_never_saw_the_core(
-    tmp_path: Path, index: tuple[Path, str]
+    tmp_path: Path, index: tuple[Path, PrivateIndex]
 ) -> None:
     built = core_files(tmp_path / "dist", "1.0.0")
     assert unpublished(index[1], built) == (0, [file.name for file in built], "")
 
 
-def test_unpublished_fails_on_refused_credentials(tmp_path: Path, index: tuple[Path, str]) -> None:
-    root, url = index
+def test_unpublished_fails_on_refused_credentials(
+    tmp_path: Path, index: tuple[Path, PrivateIndex]
+) -> None:
+    root, served = index
     add_to_index(root, "smplkit-core", core_files(tmp_path / "old", "1.0.0"))
-    code, files, errors = unpublished(url, core_files(tmp_path / "dist", "1.0.0"), password="wrong")
+    code, files, errors = unpublished(
+        served, core_files(tmp_path / "dist", "1.0.0"), password="wrong"
+    )
     assert (code, files) == (1, [])
     assert "answered 401" in errors
 

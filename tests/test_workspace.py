@@ -22,8 +22,7 @@ from harness.generate import copy
 from harness.workspace import Workspace, generate_workspace
 from tests.backstage_catalog import entity_ref, location_targets, read_entities
 from tests.services import assert_pytest_green, service_files
-from tests.test_render import GITHUB_EXPRESSION
-from tests.tools import dev_tool
+from tests.tools import GITHUB_EXPRESSION, dev_tool
 
 pytestmark = pytest.mark.xdist_group("workspace")
 

@@ -22,7 +22,7 @@ from harness.core_index import publish_core_versions
 from harness.fleet import locked_core
 from harness.generate import copy
 from harness.workspace import Workspace, generate_workspace
-from tests.test_core_updates import (
+from tests.core_update_support import (
     BREAKING,
     CORE,
     NEWER_RELEASES,

@@ -67,6 +67,8 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^#\s+v\d+\.\d+\.\d+$")
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+"""GitHub Actions' own `${{ ... }}` expressions, which belong in the rendered workflows."""
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?P<comment>#.*)?$")
 
 

@@ -25,7 +25,6 @@ only: it runs on the runner's own Python.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import os
 import re
@@ -34,15 +33,12 @@ import sys
 import tarfile
 import tempfile
 import tomllib
-import urllib.error
-import urllib.request
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "workspace" / "tools"))
 from api_semver import ApiBreakError, breaking_changes, check_release  # noqa: E402
+from simple_index import IndexUnreadableError, normalized, project_files  # noqa: E402
 
 TAG_PATTERN = re.compile(r"v\d+\.\d+\.\d+")
 PRE_RELEASE = re.compile(r"\d+(\.\d+)*(a|b|rc)\d+")
@@ -128,58 +124,16 @@ def core_candidate(tag: str, pyproject: Path) -> str:
     return version
 
 
-def normalized_name(name: str) -> str:
-    """PEP 503 normalization: the form of a project's folder on a simple index."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-class _Links(HTMLParser):
-    """The file names an index page links to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        href = dict(attrs).get("href")
-        if tag == "a" and href:
-            self.files.append(unquote(urlsplit(href).path.rsplit("/", 1)[-1]))
-
-
 def file_key(filename: str) -> tuple[str, str, str] | None:
     """(normalized name, version, wheel tags or "sdist") of a distribution file; None otherwise."""
     if filename.endswith(".whl"):
         name, version, *tags = filename.removesuffix(".whl").split("-")
-        return normalized_name(name), version, "-".join(tags)
+        return normalized(name), version, "-".join(tags)
     for suffix in (".tar.gz", ".zip"):
         if filename.endswith(suffix):
             name, _, version = filename.removesuffix(suffix).rpartition("-")
-            return normalized_name(name), version, "sdist"
+            return normalized(name), version, "sdist"
     return None
-
-
-def files_on_page(page: str) -> set[tuple[str, str, str]]:
-    """The distribution files a simple-API project page links to."""
-    parser = _Links()
-    parser.feed(page)
-    return {key for key in map(file_key, parser.files) if key}
-
-
-def project_page(index_url: str, distribution: str) -> str:
-    """The index's page of a project; empty when the index has never seen it."""
-    url = f"{index_url.rstrip('/')}/{normalized_name(distribution)}/"
-    request = urllib.request.Request(url, headers={"Accept": "text/html"})  # noqa: S310 - https index
-    username, password = os.environ.get("INDEX_USERNAME"), os.environ.get("INDEX_PASSWORD")
-    if username and password:
-        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {credentials}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - https index
-            return str(response.read().decode())
-    except urllib.error.HTTPError as error:
-        if error.code == HTTP_NOT_FOUND:
-            return ""
-        raise ReleaseError(f"{url} answered {error.code} {error.reason}") from error
 
 
 def unpublished(index_url: str, files: list[Path]) -> list[Path]:
@@ -190,9 +144,15 @@ def unpublished(index_url: str, files: list[Path]) -> list[Path]:
         if key is None:
             raise ReleaseError(f"{file} is not a wheel or a source distribution")
         keys[file] = key
-    published: set[tuple[str, str, str]] = set()
+    username, password = os.environ.get("INDEX_USERNAME"), os.environ.get("INDEX_PASSWORD")
+    credentials = (username, password) if username and password else None
+    published: set[tuple[str, str, str] | None] = set()
     for distribution in sorted({name for name, _, _ in keys.values()}):
-        published |= files_on_page(project_page(index_url, distribution))
+        try:
+            on_index = project_files(index_url, distribution, credentials)
+        except IndexUnreadableError as error:
+            raise ReleaseError(str(error)) from error
+        published |= {file_key(name) for name in on_index}
     return [file for file in files if keys[file] not in published]
 
 

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from smplcore import (
@@ -351,7 +351,7 @@ def test_a_cached_token_of_one_kind_never_passes_as_the_other(
         verifier.verify_account(internal)
 
 
-def test_the_deprecated_raw_header_methods_still_verify(
+def test_the_deprecated_verifier_methods_still_verify(
     verifier: TokenVerifier, account_token: TokenFactory, internal_token: TokenFactory
 ) -> None:
     account_header = f"Bearer {account_token()}".encode()
@@ -362,6 +362,9 @@ def test_the_deprecated_raw_header_methods_still_verify(
         assert verifier.caller_for_header(internal_header) == InternalCaller("billing-service")
     with pytest.warns(DeprecationWarning, match="account_of"), pytest.raises(UnauthorizedError):
         verifier.account_for_header(None)
+    request = Request({"type": "http", "headers": [(b"authorization", account_header)]})
+    with pytest.warns(DeprecationWarning, match="bearer_token_of"):
+        assert verifier.bearer_token(request) == account_header.decode().removeprefix("Bearer ")
 
 
 def test_cache_is_bounded(settings: CoreSettings, account_token: TokenFactory) -> None:

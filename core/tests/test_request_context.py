@@ -446,3 +446,15 @@ def test_a_line_keeps_its_standard_members_and_renders_any_field() -> None:
         "request_id",
         "account_id",
     ]
+
+
+def test_the_middleware_s_names_still_import_from_logging_with_a_warning() -> None:
+    """Deprecated since 1.1.0, removed in 2.0 (core/CHANGELOG.md: To be removed in 2.0)."""
+    from smplcore import middleware
+
+    with pytest.warns(DeprecationWarning, match=r"import it from smplcore\.middleware"):
+        from smplcore.logging import RequestContextMiddleware as DeprecatedMiddleware
+    assert DeprecatedMiddleware is RequestContextMiddleware
+    with pytest.warns(DeprecationWarning, match=r"import it from smplcore\.middleware"):
+        from smplcore.logging import REQUEST_ID_HEADER
+    assert REQUEST_ID_HEADER == middleware.REQUEST_ID_HEADER

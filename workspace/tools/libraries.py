@@ -19,12 +19,8 @@ Run from the root's environment (`uv run`): the standard library, and griffe for
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import html
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,35 +28,25 @@ import tomllib
 import urllib.parse
 import urllib.request
 import zipfile
-from html.parser import HTMLParser
 from pathlib import Path
 
 from api_semver import ApiBreakError, breaking_changes, check_release
+from simple_index import (
+    IndexUnreadableError,
+    add_to_index,
+    normalized,
+    project_files,
+    read,
+    uv_credentials,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX_NAME = "private"
 FINAL_RELEASE = re.compile(r"^\d+(\.\d+)*$")
-TIMEOUT_SECONDS = 60
 
 
 class PublishError(Exception):
     """The library is not published; the message says why and what to do."""
-
-
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        href = dict(attrs).get("href")
-        if tag == "a" and href:
-            self.hrefs.append(href)
-
-
-def normalized(name: str) -> str:
-    """PEP 503's form of a project name: its folder on the index."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def release_key(version: str) -> tuple[int, ...]:
@@ -81,42 +67,14 @@ def index_url() -> str:
     return found[1]
 
 
-def fetch(url: str) -> bytes:
-    """A file of the index, file:// or https:// (with uv's credentials for the index)."""
-    if url.startswith("file://"):
-        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-        return path.read_bytes() if path.exists() else b""
-    request = urllib.request.Request(url)  # noqa: S310 - the workspace's own https index
-    username = os.environ.get(f"UV_INDEX_{INDEX_NAME.upper()}_USERNAME")
-    password = os.environ.get(f"UV_INDEX_{INDEX_NAME.upper()}_PASSWORD")
-    if username or password:
-        token = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            return bytes(response.read())
-    except urllib.error.HTTPError as error:
-        if error.code == 404:  # noqa: PLR2004 - an index that never saw the project
-            return b""
-        raise PublishError(f"{url}: {error}") from error
-    except OSError as error:
-        raise PublishError(f"{url}: {error}") from error
-
-
 def published_wheels(index: str, name: str) -> dict[str, str]:
     """The final releases of the project on the index: version -> its wheel's URL."""
-    page_url = f"{index.rstrip('/')}/{normalized(name)}/"
-    links = _Links()
-    links.feed(
-        fetch(page_url + "index.html" if page_url.startswith("file:") else page_url).decode()
-    )
     wheels = {}
-    for href in links.hrefs:
-        filename = urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
+    for filename, url in project_files(index, name, uv_credentials(INDEX_NAME)).items():
         parts = filename.removesuffix(".whl").split("-")
         wheel = filename.endswith(".whl") and normalized(parts[0]) == normalized(name)
         if wheel and FINAL_RELEASE.match(parts[1]):
-            wheels[parts[1]] = urllib.parse.urljoin(page_url, href.split("#", 1)[0])
+            wheels[parts[1]] = url
     return wheels
 
 
@@ -125,7 +83,10 @@ def api_check(name: str, source: Path, previous_wheel: str, previous: str, curre
     module = name.replace("-", "_")
     with tempfile.TemporaryDirectory() as scratch:
         wheel = Path(scratch) / "previous.whl"
-        wheel.write_bytes(fetch(previous_wheel))
+        content = read(previous_wheel, uv_credentials(INDEX_NAME))
+        if content is None:
+            raise PublishError(f"{previous_wheel}: not on the index, though its page lists it.")
+        wheel.write_bytes(content)
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(Path(scratch) / "tree")
         return check_release(
@@ -134,28 +95,6 @@ def api_check(name: str, source: Path, previous_wheel: str, previous: str, curre
             current,
             lambda: breaking_changes(module, Path(scratch) / "tree", source),
         )
-
-
-def add_to_file_index(index: str, name: str, files: list[Path]) -> None:
-    """Copy the files into a local (file://) index and write the project's page and its root."""
-    root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(index).path))
-    project = root / normalized(name)
-    project.mkdir(parents=True, exist_ok=True)
-    for file in files:
-        shutil.copy2(file, project / file.name)
-
-    def page(links: list[str]) -> str:
-        return "<!DOCTYPE html>\n<html><body>\n" + "\n".join(links) + "\n</body></html>\n"
-
-    listed = [file for file in sorted(project.iterdir()) if file.name != "index.html"]
-    links = [
-        f'<a href="{html.escape(file.name)}#sha256={hashlib.sha256(file.read_bytes()).hexdigest()}'
-        f'">{html.escape(file.name)}</a><br>'
-        for file in listed
-    ]
-    (project / "index.html").write_text(page(links))
-    names = sorted(path.name for path in root.iterdir() if path.is_dir())
-    (root / "index.html").write_text(page([f'<a href="{n}/">{n}</a><br>' for n in names]))
 
 
 def uv(*args: str, env: dict[str, str] | None = None) -> None:
@@ -195,7 +134,8 @@ def publish(name: str, tag: str | None) -> None:
         uv("build", "--package", str(project["name"]), "--out-dir", scratch)
         files = sorted([*Path(scratch).glob("*.whl"), *Path(scratch).glob("*.tar.gz")])
         if index.startswith("file://"):
-            add_to_file_index(index, str(project["name"]), files)
+            local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(index).path))
+            add_to_index(local, str(project["name"]), files)
         else:
             credentials = {
                 "UV_PUBLISH_USERNAME": os.environ.get("UV_INDEX_PRIVATE_USERNAME", ""),
@@ -223,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         publish(args.name, args.tag)
-    except (PublishError, ApiBreakError) as error:
+    except (PublishError, ApiBreakError, IndexUnreadableError) as error:
         print(f"publish-lib: {error}", file=sys.stderr)
         return 1
     return 0

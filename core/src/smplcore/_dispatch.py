@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 
+from smplcore._routes import api_routes
 from smplcore.catalog import _account_granted, _FeatureRoute
 from smplcore.errors import SmplkitError
 from smplcore.jsonapi import (
@@ -277,7 +278,7 @@ class RouteTable:
     @classmethod
     def of(cls, app: FastAPI) -> RouteTable:
         entries = []
-        for route in _flat_routes(app):
+        for route in api_routes(app):
             original = getattr(route, "original_route", route)
             if isinstance(original, WebSocketRoute | fastapi.routing.APIWebSocketRoute):
                 continue  # never an HTTP request's
@@ -306,15 +307,6 @@ class RouteTable:
                     return None
                 return entry.handler, match.groupdict()
         return None
-
-
-def _flat_routes(app: FastAPI) -> Iterator[Any]:
-    """Every route, included routers' too, with its effective path, dependencies and options."""
-    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    if contexts is None:  # FastAPI before 0.165 copies included routes into the app's list
-        yield from app.router.routes
-    else:
-        yield from contexts(app.router.routes)
 
 
 def _servable(route: Any, app: FastAPI) -> bool:

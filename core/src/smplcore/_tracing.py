@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import ExecutionContext
 
     from smplcore.settings import TelemetrySettings
-    from smplcore.telemetry import SpanKind as SpanKindName
 
 _KINDS: Final = {
     "internal": SpanKind.INTERNAL,
@@ -153,7 +152,7 @@ class Tracing:
         self,
         name: str,
         *,
-        kind: SpanKindName,
+        kind: str,
         carrier: Mapping[str, str] | None,
         attributes: Mapping[str, str | int | float | bool] | None,
     ) -> Iterator[_OpenSpan]:

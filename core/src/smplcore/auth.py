@@ -300,6 +300,7 @@ class TokenVerifier:
         """:meth:`caller_of` for a raw ``Authorization`` value, as ASGI carries it."""
         return self.caller_of(None if header is None else header.decode("latin-1"))
 
+    @deprecated("use bearer_token_of(request.headers.get('authorization')); removed in 2.0")
     def bearer_token(self, request: Request) -> str:
         """The token of an ``Authorization: Bearer <token>`` header (401 if absent/malformed)."""
         return self.bearer_token_of(request.headers.get("authorization"))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
+
+from smplcore._response import JSONAPI_MEDIA_TYPE, JsonApiResponse
+from smplcore._routes import api_routes
 
 __all__ = [
     "BadRequestError",
@@ -250,8 +252,6 @@ def validation_errors(exc: RequestValidationError) -> tuple[int, list[SmplkitErr
 def _jsonapi_response(
     status: int, errors: Sequence[SmplkitError], headers: Mapping[str, str] | None = None
 ) -> Response:
-    from smplcore.jsonapi import JsonApiResponse  # noqa: PLC0415  (jsonapi imports errors)
-
     return JsonApiResponse(error_document(errors), status_code=status, headers=headers)
 
 
@@ -291,8 +291,6 @@ def _media_type_refusal(
     )
     if not document_refused or is_json:
         return None
-    from smplcore.jsonapi import JSONAPI_MEDIA_TYPE  # noqa: PLC0415  (jsonapi imports errors)
-
     sent = f"it was sent as {media_type}" if media_type else "it was sent with no Content-Type"
     return UnsupportedMediaTypeError(
         f"Send the request document with Content-Type: {JSONAPI_MEDIA_TYPE} ({sent})",
@@ -331,15 +329,6 @@ def allowed_methods(request: Request) -> list[str]:
         if route_methods and route.matches(request.scope)[0] is not Match.NONE:
             methods |= route_methods
     return sorted(methods)
-
-
-def api_routes(app: FastAPI) -> Iterator[Any]:
-    """Every route of ``app``, with those of included routers (which FastAPI 0.165 keeps
-    nested: ``fastapi.routing.iter_route_contexts`` lists them)."""
-    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    if iter_route_contexts is None:
-        return iter(app.routes)
-    return cast("Iterator[Any]", iter_route_contexts(app.routes))
 
 
 async def _handle_unexpected(_request: Request, exc: Exception) -> Response:

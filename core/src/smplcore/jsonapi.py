@@ -8,10 +8,10 @@ from typing import Annotated, Any, Final, Generic, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict, deprecated
 
+from smplcore._response import JSONAPI_MEDIA_TYPE, JsonApiResponse
 from smplcore.errors import BadRequestError, ConflictError, ForbiddenError, error_document
 
 __all__ = [
@@ -41,18 +41,11 @@ __all__ = [
     "resource_document",
 ]
 
-JSONAPI_MEDIA_TYPE: Final = "application/vnd.api+json"
 MEMBER_NAME_PATTERN: Final = r"^[a-zA-Z0-9](?:[-a-zA-Z0-9_]*[a-zA-Z0-9])?$"
 """Member names (and resource types) the JSON:API 1.0 schema accepts."""
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_SIZE: Final = 100
 MAX_PAGE_NUMBER: Final = 1_000_000_000
-
-
-class JsonApiResponse(JSONResponse):
-    """A JSON response with the JSON:API media type."""
-
-    media_type = JSONAPI_MEDIA_TYPE
 
 
 AttributesT = TypeVar("AttributesT", bound=BaseModel)

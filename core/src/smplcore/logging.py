@@ -5,29 +5,27 @@ Every line is one JSON object on stdout with ``timestamp``, ``level``, ``logger`
 ``request_id`` and its caller (``account_id`` or ``caller``) and, while tracing is on (see
 :mod:`smplcore.telemetry`), the ``trace_id`` and ``span_id`` of the current span. One
 formatter writes every line, the request-context middleware's one ``request`` line per request
-(:func:`log_request`) included.
+included (written by :mod:`smplcore._log_lines`, below the middleware).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-import time
 import warnings
-from _json import encode_basestring, make_encoder
-from collections.abc import Callable
-from typing import IO, Any, Final
+from typing import IO, Any
 
 from typing_extensions import deprecated
 
-from smplcore._context import RequestContext, request_context
+from smplcore._context import request_context
+from smplcore._log_lines import JsonFormatter, installed, set_trace_members
 
 __all__ = [
     "JsonFormatter",
     "configure_logging",
     "current_request_id",
     "get_logger",
+    "set_trace_members",
 ]
 
 
@@ -35,147 +33,6 @@ def current_request_id() -> str | None:
     """The id of the request being handled, or ``None`` outside a request."""
     context = request_context.get()
     return None if context is None else context.request_id
-
-
-# The C encoder json.dumps runs, built once rather than on every line (as json.dumps does): with
-# the line's fixed members formatted once per logger, a request line costs half as much (bench:
-# load, the core's figure).
-_encode = make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
-_LINE_MEMBERS: Final = frozenset({"timestamp", "level", "logger", "service", "event"})
-_TRACE_MEMBERS: Final = frozenset({"trace_id", "span_id"})
-_MEMBERS: Final = _LINE_MEMBERS | _TRACE_MEMBERS | {"request_id", "account_id", "caller"}
-"""What a line can hold before its fields: a field of the same name is left out."""
-
-_NOT_EXTRA: Final = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "message",
-        "asctime",
-        "taskName",
-        # uvicorn repeats its message with ANSI colours for its own console formatter
-        "color_message",
-    }
-)
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats a ``LogRecord`` as one JSON line (``extra`` fields included)."""
-
-    def __init__(self, service_name: str) -> None:
-        super().__init__()
-        self.service_name = service_name
-        self._members_of: dict[tuple[str, str], str] = {}
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {k: v for k, v in record.__dict__.items() if k not in _NOT_EXTRA}
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            fields["stack"] = self.formatStack(record.stack_info)
-        return self.render(
-            record.created, record.levelname, record.name, record.getMessage(), fields
-        )
-
-    def render(
-        self, created: float, level: str, logger: str, event: str, fields: dict[str, Any]
-    ) -> str:
-        """The JSON line: the standard members, the request's, then ``fields`` (those named like
-        a standard member are left out)."""
-        milliseconds = int(created * 1000)
-        line = (
-            f'{{"timestamp":"{_utc_second(milliseconds // 1000)}.{milliseconds % 1000:03d}Z"'
-            f"{self._logger_members(level, logger)}{encode_basestring(event)}"
-        )
-        context = request_context.get()
-        if context is not None:
-            line += f',"request_id":{encode_basestring(context.request_id)}'
-            if context.account is not None:
-                line += f',"account_id":{encode_basestring(context.account.account_id)}'
-            if context.caller is not None:
-                line += f',"caller":{encode_basestring(context.caller.service)}'
-        trace_members = _installed.trace_members
-        traced = ""
-        if trace_members is not None:
-            traced = trace_members()
-            line += traced
-        if not _MEMBERS.isdisjoint(fields):
-            written = _members_written(context)
-            if traced:
-                written |= _TRACE_MEMBERS
-            fields = {k: v for k, v in fields.items() if k not in written}
-        if not fields:
-            return line + "}"
-        return f"{line},{''.join(_encode(fields, 0))[1:]}"
-
-    def _logger_members(self, level: str, logger: str) -> str:
-        """``,"level":...,"logger":...,"service":...,"event":``, formatted once per logger."""
-        members = self._members_of.get((level, logger))
-        if members is None:
-            members = self._members_of[level, logger] = (
-                f',"level":{encode_basestring(level.lower())},"logger":{encode_basestring(logger)}'
-                f',"service":{encode_basestring(self.service_name)},"event":'
-            )
-        return members
-
-
-def _members_written(context: RequestContext | None) -> frozenset[str]:
-    """The members a line holds before its fields, while ``context``'s request runs."""
-    if context is None:
-        return _LINE_MEMBERS
-    written = {"request_id"}
-    if context.account is not None:
-        written.add("account_id")
-    if context.caller is not None:
-        written.add("caller")
-    return _LINE_MEMBERS | written
-
-
-_request_logger = logging.getLogger("smplcore.request")
-
-
-class _Installed:
-    """The handler :func:`configure_logging` installed (none before it is called)."""
-
-    handler: logging.StreamHandler[Any] | None = None
-    formatter: JsonFormatter | None = None
-    trace_members: Callable[[], str] | None = None
-    """The current span's ids as members of a line, while tracing is on."""
-
-
-_installed = _Installed()
-
-
-def log_request(fields: dict[str, Any], *, error: bool) -> None:
-    """Write the middleware's one ``request`` line, as ``smplcore.request`` at INFO (ERROR for
-    a 5xx).
-
-    Rendered by the same :class:`JsonFormatter` as every line, but written to its handler
-    directly: a ``LogRecord`` and the handler chain cost 145k instructions per request, 37 %
-    of a bare FastAPI request (bench core-costs, measured with callgrind), for nothing a
-    request line needs.
-    """
-    level = logging.ERROR if error else logging.INFO
-    handler, formatter = _installed.handler, _installed.formatter
-    if handler is None or formatter is None:  # logging is not configured: the standard way
-        _request_logger.log(level, "request", extra=fields)
-    elif _request_logger.isEnabledFor(level):
-        name = logging.getLevelName(level)
-        line = formatter.render(time.time(), name, _request_logger.name, "request", fields)
-        handler.stream.write(line + "\n")
-        handler.stream.flush()
-
-
-def set_trace_members(members: Callable[[], str] | None) -> None:
-    """What every line adds after the request's members: ``members()`` (``,"trace_id":...``),
-    or nothing (``None``). :func:`smplcore.telemetry.start_telemetry` sets it."""
-    _installed.trace_members = members
-
-
-@functools.lru_cache(maxsize=1)
-def _utc_second(second: int) -> str:
-    """``2025-01-31T12:00:00``: formatted once a second, not per line, which saves 15k
-    instructions per request line, 4 % of a bare request (bench core-costs, callgrind)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class _Stdout:
@@ -208,7 +65,7 @@ def configure_logging(
     handler = logging.StreamHandler(stream or _Stdout())
     handler.setFormatter(formatter)
     root.addHandler(handler)
-    _installed.handler, _installed.formatter = handler, formatter
+    installed.handler, installed.formatter = handler, formatter
     for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
@@ -268,7 +125,7 @@ def __getattr__(name: str) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-        from smplcore import middleware  # noqa: PLC0415 - it imports this module
+        from smplcore import middleware  # noqa: PLC0415 - deprecated: a module above this one
 
         return getattr(middleware, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smplcore._context import RequestContext, request_context
 from smplcore._dispatch import RouteTable
+from smplcore._log_lines import log_request
 from smplcore.auth import AccessPolicy, TokenVerifier
 from smplcore.errors import (
     GENERIC_500_DETAIL,
@@ -27,7 +28,6 @@ from smplcore.errors import (
     error_document,
 )
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
-from smplcore.logging import log_request
 
 if TYPE_CHECKING:
     from smplcore.telemetry import RequestTelemetry

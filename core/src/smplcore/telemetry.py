@@ -31,8 +31,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast, overload
 
-from smplcore import logging as core_logging
-from smplcore.errors import api_routes
+from smplcore._log_lines import log_request, set_trace_members
+from smplcore._routes import api_routes
 from smplcore.settings import CoreSettings, TelemetrySettings
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def start_telemetry(
     _active.metrics = (
         Metrics(telemetry.metrics_namespace, service_name) if telemetry.metrics else None
     )
-    core_logging.set_trace_members(None if _active.tracing is None else _active.tracing.log_members)
+    set_trace_members(None if _active.tracing is None else _active.tracing.log_members)
     if _active.tracing is None and _active.metrics is None:
         return None
     return RequestTelemetry(_active.tracing, _active.metrics)
@@ -237,7 +237,7 @@ class RequestTelemetry:
         if self.metrics is not None:
             fields["route"] = route or UNMATCHED_ROUTE
             self.metrics.add(fields, self.metrics.request_directive, failed=status >= 500)
-        core_logging.log_request(fields, error=status >= 500)
+        log_request(fields, error=status >= 500)
         if self.tracing is not None and started is not None:
             self.tracing.end_request(started, route, status)
 

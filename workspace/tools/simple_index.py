@@ -1,0 +1,1 @@
+../../fleet/simple_index.py
