@@ -13,8 +13,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
-from bench.counters import NO_COUNTER, instruction_counter, instructions_of
-from bench.stats import Report, Target, paired
+from bench.counters import instructions_of
+from bench.stats import NotMeasuredError, Report, Target, paired
 from bench.workspace import Workspace, alternate, service_modules, timed_command
 from harness.commands import run
 
@@ -93,26 +93,21 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
             note="start-up left out",
         ),
     ]
-    counter = instruction_counter()
-    if counter is None:
-        report.not_measured.append(f"import{variant}: instructions: {NO_COUNTER}")
-    else:
-        # callgrind's counts of the same command agree to well under 1 %; one run each will do.
-        runs = options.repetitions if counter == "perf" else 1
+    try:  # callgrind's counts of the same command agree to well under 1 %: one run each will do
         counts = {
-            statement: [
-                instructions_of([python, "-c", statement], cwd=service, env=env) / 1e6
-                for _ in range(runs)
-            ]
-            for statement in (app, fastapi)
+            one: instructions_of([python, "-c", one], cwd=service, env=env)
+            for one in (app, fastapi)
         }
+    except NotMeasuredError as missing:
+        report.not_measured.append(f"import{variant}: instructions: {missing}")
+    else:
         report.figures.append(
             paired(
                 "import",
-                f'python -c "import {package}.app"{variant}, instructions ({counter})',
+                f'python -c "import {package}.app"{variant}, instructions (callgrind)',
                 "M",
-                counts[app],
-                counts[fastapi],
+                [counts[app] / 1e6],
+                [counts[fastapi] / 1e6],
                 baseline_name='python -c "import fastapi"',
                 target=IMPORT_TARGET,
                 note="user space, start-up included: the budget's steady figure on a busy machine",

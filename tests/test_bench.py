@@ -10,7 +10,6 @@ import asyncio
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,25 +21,11 @@ from bench.stats import Figure, NotMeasuredError, Report, Target, paired, render
 from bench.workspace import Options, Workspace
 
 
-@pytest.fixture(autouse=True)
-def counter_cache() -> Iterator[None]:
-    """Each test chooses its counter afresh, and leaves no choice behind for the others."""
-    counters.instruction_counter.cache_clear()
-    yield
-    counters.instruction_counter.cache_clear()
-
-
-def test_callgrind_counts_instructions_where_perf_does_not_work(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_callgrind_counts_a_commands_instructions_its_children_included(tmp_path: Path) -> None:
     if shutil.which("valgrind") is None:
-        pytest.fail(
-            "valgrind is needed to count instructions without perf: apt-get install valgrind"
-        )
-    monkeypatch.setattr(counters, "perf_works", lambda: False)
-    assert counters.instruction_counter() == "callgrind"
+        pytest.fail("valgrind is needed to count instructions: apt-get install valgrind")
     alone = counters.instructions_of(["true"], cwd=tmp_path, env={})
-    # The shell's children are counted too, as perf counts them: copier's git runs are its cost.
+    # The shell's children are counted too: copier's git runs are its cost.
     with_children = counters.instructions_of(["sh", "-c", "true; true"], cwd=tmp_path, env={})
     assert 0 < alone < with_children
 
@@ -76,12 +61,10 @@ def test_the_asgi_driver_sends_each_endpoint_in_process(
         asyncio.run(asgi_driver.drive("bare_app:create_app", 3, {**setup, "collection": "/v2"}))
 
 
-def test_without_any_counter_a_count_is_not_measured(
+def test_without_valgrind_a_count_is_not_measured(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(counters, "perf_works", lambda: False)
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    assert counters.instruction_counter() is None
     with pytest.raises(NotMeasuredError, match="apt-get install valgrind"):
         counters.instructions_of(["true"], cwd=tmp_path, env={})
 
@@ -93,7 +76,7 @@ def figure(name: str, value: float, baseline: float, target: Target | None = Non
 def test_a_failing_section_does_not_stop_the_others(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(counters, "instruction_counter", lambda: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
 
     def counts(workspace: Workspace, _report: Report) -> None:
         counters.instructions_of(["true"], cwd=workspace.root, env={})
@@ -111,7 +94,7 @@ def test_a_failing_section_does_not_stop_the_others(
 
     assert [figure.name for figure in report.figures] == ["fine"]
     assert len(report.not_measured) == 1
-    assert report.not_measured[0].startswith("counts: no instruction counter works here")
+    assert report.not_measured[0].startswith("counts: no instruction counter here")
     assert report.errors == ["broken: RuntimeError: the template does not render"]
     text = render_markdown(report)
     assert "Not measured here (a tool is missing; the run goes on)" in text
