@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.stats import Report, Target, paired
+from bench.stats import Report, Target
 from bench.workspace import Workspace, alternate, timed_command
 from harness.affected_workspace import CHANGES, LIBRARIES, build_history, service_names
 from harness.commands import run
@@ -45,17 +45,15 @@ def measure_affected(workspace: Workspace, report: Report) -> None:
         )
         matrix = json.loads(run(affected, cwd=worktree).stdout)["include"]
         checks, deploys = len(matrix), sum(entry["deploy"] for entry in matrix)
-        report.figures.append(
-            paired(
-                "affected",
-                f"tools/affected.py, {change.name}",
-                "ms",
-                [seconds * 1000 for seconds in samples["affected"]],
-                [seconds * 1000 for seconds in samples["floor"]],
-                baseline_name="uv lock --check",
-                target=AFFECTED_TARGET,
-                note=f"CI jobs: {checks}/{members} checks, {deploys}/{services} deploys",
-            )
+        report.add(
+            "affected",
+            f"tools/affected.py, {change.name}",
+            "ms",
+            [seconds * 1000 for seconds in samples["affected"]],
+            [seconds * 1000 for seconds in samples["floor"]],
+            baseline_name="uv lock --check",
+            target=AFFECTED_TARGET,
+            note=f"CI jobs: {checks}/{members} checks, {deploys}/{services} deploys",
         )
         jobs.append(f"{change.name:<45} {checks:>8} {deploys:>8}")
     report.add_note("affected: CI jobs per change against checking everything", jobs)

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from bench.stats import Report, Target, paired
+from bench.stats import Report, Target
 from bench.workspace import Workspace, alternate, timed, timed_command
 from fleet.probe import clone_url
 from fleet.sources import read_fleet_file
@@ -66,17 +66,15 @@ def measure_fleet(workspace: Workspace, report: Report) -> None:
         workspace.options.repetitions,
         warmups=1,
     )
-    report.figures.append(
-        paired(
-            "fleet",
-            f"fleet report, {len(urls)} repositories (20 services, a workspace of 2, 3 bad)",
-            "s",
-            samples["report"],
-            samples["clones"],
-            baseline_name="the shallow clones alone",
-            target=FLEET_TARGET,
-            note=f"{JOBS} at a time; no gh (pull requests: unknown)",
-        )
+    report.add(
+        "fleet",
+        f"fleet report, {len(urls)} repositories (20 services, a workspace of 2, 3 bad)",
+        "s",
+        samples["report"],
+        samples["clones"],
+        baseline_name="the shallow clones alone",
+        target=FLEET_TARGET,
+        note=f"{JOBS} at a time; no gh (pull requests: unknown)",
     )
 
 
@@ -112,16 +110,14 @@ def measure_test_core(workspace: Workspace, report: Report) -> None:
         {"test-core": test_core, "checks": lambda: slowest_check() * rounds},
         workspace.options.repetitions,
     )
-    report.figures.append(
-        paired(
-            "fleet",
-            f"fleet test-core, {len(fleet.services)} services (one a workspace member)",
-            "s",
-            samples["test-core"],
-            samples["checks"],
-            baseline_name=f"slowest service's make check x {rounds} "
-            f"(ceil({len(fleet.services)} / {jobs} jobs))",
-            target=TEST_CORE_TARGET,
-            note="each check in a fresh clone, as test-core runs it; the candidate built each run",
-        )
+    report.add(
+        "fleet",
+        f"fleet test-core, {len(fleet.services)} services (one a workspace member)",
+        "s",
+        samples["test-core"],
+        samples["checks"],
+        baseline_name=f"slowest service's make check x {rounds} "
+        f"(ceil({len(fleet.services)} / {jobs} jobs))",
+        target=TEST_CORE_TARGET,
+        note="each check in a fresh clone, as test-core runs it; the candidate built each run",
     )

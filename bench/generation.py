@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.profiling import profile_command
-from bench.stats import Figure, Report, Target, paired
+from bench.stats import Figure, Report, Target
 from bench.workspace import Workspace, alternate, timed, timed_command
 from harness.commands import run
 from harness.generate import copier_args, copy, update
@@ -47,15 +47,23 @@ def _profile_copier(
     report.add_note(f"Profile: {title} (cProfile)", lines)
 
 
-def _beside_copier(
-    workspace: Workspace, section: str, name: str, once: Callable[[], float], target: Target
+def _beside_copier(  # noqa: PLR0913 - the figure's fields
+    workspace: Workspace,
+    report: Report,
+    once: Callable[[], float],
+    target: Target,
+    *,
+    section: str,
+    name: str,
 ) -> Figure:
     """The seconds `once` takes, in rounds alternating with `copier --version`."""
     options = workspace.options
     floor = timed_command(COPIER_VERSION)
     samples = alternate({"copier": once, "floor": floor}, options.repetitions, options.warmups)
     copier, base = samples["copier"], samples["floor"]
-    return paired(section, name, "s", copier, base, baseline_name="copier --version", target=target)
+    return report.add(
+        section, name, "s", copier, base, baseline_name="copier --version", target=target
+    )
 
 
 def measure_copy(workspace: Workspace, report: Report) -> None:
@@ -75,8 +83,10 @@ def measure_copy(workspace: Workspace, report: Report) -> None:
             workspace.discard(destination)
             return seconds
 
-        figure = _beside_copier(workspace, "copier copy", f"{label}, with tasks", once, COPY_TARGET)
-        report.figures.append(figure)
+        name = f"{label}, with tasks"
+        figure = _beside_copier(
+            workspace, report, once, COPY_TARGET, section="copier copy", name=name
+        )
         if options.should_profile(figure.missed()):
             args = ["copy", "--trust", "--defaults", "--quiet", "--vcs-ref", workspace.tag]
             args += [*copier_args(data), str(workspace.template), str(workspace.fresh("copy"))]
@@ -107,17 +117,15 @@ def measure_time_to_green(workspace: Workspace, report: Report) -> None:
     # The warm-up fills the uv cache with everything the service locks.
     rounds = alternate({"green": once}, options.repetitions, max(options.warmups, 1))["green"]
     green, floors, counts = zip(*rounds, strict=True)
-    report.figures.append(
-        paired(
-            "time to green (warm uv cache)",
-            "copy + uv sync + uv run pytest",
-            "s",
-            green,
-            floors,
-            baseline_name="copier --version + a no-op uv sync + uv run pytest --version",
-            target=GREEN_TARGET,
-            note=f"{'/'.join(map(str, sorted(set(counts))))} tests passed",
-        )
+    report.add(
+        "time to green (warm uv cache)",
+        "copy + uv sync + uv run pytest",
+        "s",
+        green,
+        floors,
+        baseline_name="copier --version + a no-op uv sync + uv run pytest --version",
+        target=GREEN_TARGET,
+        note=f"{'/'.join(map(str, sorted(set(counts))))} tests passed",
     )
 
 
@@ -149,9 +157,9 @@ def measure_update(workspace: Workspace, report: Report) -> None:
         workspace.discard(project)
         return seconds
 
+    name = "v1.0.0 -> v1.1.0, one line changed"
     figure = _beside_copier(
-        workspace, "copier update", "v1.0.0 -> v1.1.0, one line changed", once, UPDATE_TARGET
+        workspace, report, once, UPDATE_TARGET, section="copier update", name=name
     )
-    report.figures.append(figure)
     if options.should_profile(figure.missed()):
         _profile_copier(workspace, report, "copier update", UPDATE_ARGS, fresh_copy())

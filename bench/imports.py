@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from bench.counters import instructions_of
-from bench.stats import NotMeasuredError, Report, Target, paired
+from bench.stats import NotMeasuredError, Report, Target
 from bench.workspace import Workspace, alternate, service_modules, timed_command
 from harness.commands import run
 
@@ -72,27 +72,25 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
         options.repetitions,
         warmups=max(options.warmups, 1),  # the first import writes the .pyc files
     )
-    report.figures += [
-        paired(
-            "import",
-            f'python -c "import {package}.app"{variant}, wall',
-            "ms",
-            samples["app"],
-            samples["fastapi"],
-            baseline_name='python -c "import fastapi"',
-            target=IMPORT_TARGET,
-        ),
-        paired(
-            "import",
-            f"-X importtime cumulative, {package}.app{variant}",
-            "ms",
-            samples["app, importtime"],
-            samples["fastapi, importtime"],
-            baseline_name="fastapi, -X importtime cumulative",
-            target=IMPORT_TARGET,
-            note="start-up left out",
-        ),
-    ]
+    report.add(
+        "import",
+        f'python -c "import {package}.app"{variant}, wall',
+        "ms",
+        samples["app"],
+        samples["fastapi"],
+        baseline_name='python -c "import fastapi"',
+        target=IMPORT_TARGET,
+    )
+    report.add(
+        "import",
+        f"-X importtime cumulative, {package}.app{variant}",
+        "ms",
+        samples["app, importtime"],
+        samples["fastapi, importtime"],
+        baseline_name="fastapi, -X importtime cumulative",
+        target=IMPORT_TARGET,
+        note="start-up left out",
+    )
     try:  # callgrind's counts of the same command agree to well under 1 %: one run each will do
         counts = {
             one: instructions_of([python, "-c", one], cwd=service, env=env)
@@ -101,17 +99,15 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
     except NotMeasuredError as missing:
         report.not_measured.append(f"import{variant}: instructions: {missing}")
     else:
-        report.figures.append(
-            paired(
-                "import",
-                f'python -c "import {package}.app"{variant}, instructions (callgrind)',
-                "M",
-                [counts[app] / 1e6],
-                [counts[fastapi] / 1e6],
-                baseline_name='python -c "import fastapi"',
-                target=IMPORT_TARGET,
-                note="user space, start-up included: the budget's steady figure on a busy machine",
-            )
+        report.add(
+            "import",
+            f'python -c "import {package}.app"{variant}, instructions (callgrind)',
+            "M",
+            [counts[app] / 1e6],
+            [counts[fastapi] / 1e6],
+            baseline_name='python -c "import fastapi"',
+            target=IMPORT_TARGET,
+            note="user space, start-up included: the budget's steady figure on a busy machine",
         )
     stderr = run([python, "-X", "importtime", "-c", app], cwd=service, env=env).stderr
     report.add_note(

@@ -33,7 +33,7 @@ import httpx
 from bench import bare_app, bare_sql_app
 from bench.counters import callgrind_totals
 from bench.profiling import profile_servers
-from bench.stats import Figure, NotMeasuredError, Report, Target, paired
+from bench.stats import Figure, NotMeasuredError, Report, Target
 from bench.workspace import Workspace, alternate, service_modules
 from harness.commands import run, tool_env
 from harness.postgres import PostgresUnavailableError, free_port, fresh_database, postgres_server
@@ -308,27 +308,28 @@ class Rig:
         actions = {name: partial(self.run, endpoint, name, seconds) for name in self.servers}
         return alternate(actions, rounds, warmups=1)
 
-    def compare(
-        self,
-        section: str,
-        endpoint: Endpoint,
-        ours: str,
-        base: str,
-        rounds: Mapping[str, list[Run]],
-    ) -> dict[str, Figure]:
-        """Throughput and the server's CPU per request of `ours` beside `base`'s, by unit."""
-        figures = {}
-        for label, unit, metric in METRICS:
-            figures[unit] = paired(
-                section,
-                f"{endpoint.name}, {SERVER_NAMES[ours]}, {label}",
-                unit,
-                [metric(one) for one in rounds[ours]],
-                [metric(one) for one in rounds[base]],
-                baseline_name=SERVER_NAMES[base],
-                note=f"{CONNECTIONS} connections, {len(rounds[ours])} rounds",
-            )
-        return figures
+
+def compare(
+    report: Report,
+    section: str,
+    endpoint: Endpoint,
+    pair: tuple[str, str],
+    rounds: Mapping[str, list[Run]],
+) -> dict[str, Figure]:
+    """Throughput and the server's CPU per request of one server beside another's, by unit."""
+    ours, base = pair
+    return {
+        unit: report.add(
+            section,
+            f"{endpoint.name}, {SERVER_NAMES[ours]}, {label}",
+            unit,
+            [metric(one) for one in rounds[ours]],
+            [metric(one) for one in rounds[base]],
+            baseline_name=SERVER_NAMES[base],
+            note=f"{CONNECTIONS} connections, {len(rounds[ours])} rounds",
+        )
+        for label, unit, metric in METRICS
+    }
 
 
 def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -401,7 +402,9 @@ def measure_load(workspace: Workspace, report: Report) -> None:
         results = {endpoint: rig.rounds(endpoint) for endpoint in ENDPOINTS}
         goals = []
         for endpoint, rounds in results.items():
-            figures = {pair: rig.compare("load", endpoint, *pair, rounds) for pair in COMPARISONS}
+            figures = {
+                pair: compare(report, "load", endpoint, pair, rounds) for pair in COMPARISONS
+            }
             floor = figures["minimal", "bare"]["req/s"].ratio.median
             floor_text = f"D's {floor:.3f} less 3 points"
             figures["core", "bare"]["req/s"].target = Target(
@@ -409,17 +412,14 @@ def measure_load(workspace: Workspace, report: Report) -> None:
             )
             figures["service", "handwritten"]["req/s"].target = SERVICE_TARGET
             goals.append(figures["service", "handwritten"]["req/s"])
-            report.figures += [figure for pair in figures.values() for figure in pair.values()]
-        report.figures.append(
-            paired(
-                "memory",
-                "RSS before load (seeded)",
-                "MiB",
-                [idle["service"]],
-                [idle["bare"]],
-                baseline_name=SERVER_NAMES["bare"],
-                target=RSS_TARGET,
-            )
+        report.add(
+            "memory",
+            "RSS before load (seeded)",
+            "MiB",
+            [idle["service"]],
+            [idle["bare"]],
+            baseline_name=SERVER_NAMES["bare"],
+            target=RSS_TARGET,
         )
         _fixed_rate(workspace, report, rig, results)
         _profile_missed(workspace, report, rig, goals)
@@ -515,17 +515,15 @@ def _fixed_rate(
             held = f"httperf did not hold {rate} req/s (timeout {timeout:.3f} s)"
             report.not_measured.append(f"load: {title}: {held}: {error}")
             continue
-        report.figures.append(
-            paired(
-                "load",
-                f"{title}: {SERVER_NAMES['service']}",
-                "ms",
-                passes["service"],
-                passes["handwritten"],
-                baseline_name=SERVER_NAMES["handwritten"],
-                target=P99_TARGET,
-                note=f"{note}, {FIXED_RATE_PASSES} passes x {seconds} s; 1 ms bins",
-            )
+        report.add(
+            "load",
+            f"{title}: {SERVER_NAMES['service']}",
+            "ms",
+            passes["service"],
+            passes["handwritten"],
+            baseline_name=SERVER_NAMES["handwritten"],
+            target=P99_TARGET,
+            note=f"{note}, {FIXED_RATE_PASSES} passes x {seconds} s; 1 ms bins",
         )
 
 
@@ -579,8 +577,8 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
             raise RuntimeError(f"{name}: {len(segments)} segments counted, not the driver's")
         counts[name] = [count / IN_PROCESS_REQUESTS / 1000 for count in segments[1:4]]
     for index, endpoint in enumerate(ENDPOINTS):
-        report.figures += [
-            paired(
+        for ours, base in COMPARISONS:
+            report.add(
                 "core-costs",
                 f"{endpoint.name}, {SERVER_NAMES[ours]}, instructions per request",
                 "k",
@@ -589,8 +587,6 @@ def measure_core_costs(workspace: Workspace, report: Report) -> None:
                 baseline_name=SERVER_NAMES[base],
                 note=f"in-process, callgrind, {IN_PROCESS_REQUESTS} requests",
             )
-            for ours, base in COMPARISONS
-        ]
 
 
 def measure_postgres_load(workspace: Workspace, report: Report) -> None:
@@ -626,11 +622,9 @@ def measure_postgres_load(workspace: Workspace, report: Report) -> None:
         ]:
             raise RuntimeError("bare FastAPI + SQLAlchemy reads other widgets than the service")
         for endpoint in ENDPOINTS:
-            figures = rig.compare(
-                "load-postgres", endpoint, "service", "bare-sql", rig.rounds(endpoint)
-            )
+            pair = ("service", "bare-sql")
+            figures = compare(report, "load-postgres", endpoint, pair, rig.rounds(endpoint))
             figures["us"].target = POSTGRES_CPU_TARGET
-            report.figures += figures.values()
 
 
 TELEMETRY_ENVIRONMENT = {"TRACE_SAMPLE_RATIO": "0.1", "METRICS": "true"}
@@ -688,17 +682,15 @@ def measure_telemetry(workspace: Workspace, report: Report) -> None:
                 rounds = [
                     list(pool.map(load, ("plain", "traced"))) for _ in range(options.load_rounds)
                 ]
-                report.figures.append(
-                    paired(
-                        "telemetry",
-                        f"{endpoint.name}, tracing (10 %) and metrics on, sharing a CPU",
-                        "req/s",
-                        [on.requests_per_second() for _, on in rounds],
-                        [off.requests_per_second() for off, _ in rounds],
-                        baseline_name="the same service, both off, at the same time",
-                        target=TELEMETRY_TARGET,
-                        note=f"{len(receiver.spans())} spans exported so far (in batches)",
-                    )
+                report.add(
+                    "telemetry",
+                    f"{endpoint.name}, tracing (10 %) and metrics on, sharing a CPU",
+                    "req/s",
+                    [on.requests_per_second() for _, on in rounds],
+                    [off.requests_per_second() for off, _ in rounds],
+                    baseline_name="the same service, both off, at the same time",
+                    target=TELEMETRY_TARGET,
+                    note=f"{len(receiver.spans())} spans exported so far (in batches)",
                 )
         script = CLIENT_SCRIPT.format(package=service.package, core=service.core)
         python = str(service.path / ".venv" / "bin" / "python")
@@ -707,15 +699,13 @@ def measure_telemetry(workspace: Workspace, report: Report) -> None:
         pairs = [
             line.split()[1:] for line in output.stdout.splitlines() if line.startswith("BENCH_CALL")
         ]
-        report.figures.append(
-            paired(
-                "telemetry",
-                "one call to another service (GET /livez), us per call",
-                "us",
-                [float(client) for _, client in pairs],
-                [float(bare) for bare, _ in pairs],
-                baseline_name="a bare httpx.AsyncClient call",
-                target=CLIENT_TARGET,
-                note="InternalClient: token (cached), headers, retry loop, the call log line",
-            )
+        report.add(
+            "telemetry",
+            "one call to another service (GET /livez), us per call",
+            "us",
+            [float(client) for _, client in pairs],
+            [float(bare) for bare, _ in pairs],
+            baseline_name="a bare httpx.AsyncClient call",
+            target=CLIENT_TARGET,
+            note="InternalClient: token (cached), headers, retry loop, the call log line",
         )

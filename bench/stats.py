@@ -110,31 +110,6 @@ class Figure:
         return self.verdict() == "MISSED"
 
 
-def paired(  # noqa: PLR0913 - a figure's fields, named at every call
-    section: str,
-    name: str,
-    unit: str,
-    ours: Sequence[float],
-    base: Sequence[float],
-    *,
-    baseline_name: str,
-    target: Target | None = None,
-    note: str = "",
-) -> Figure:
-    """A figure beside its baseline, sample by sample: the ratio is the median of the pairs'."""
-    return Figure(
-        section=section,
-        name=name,
-        unit=unit,
-        value=Summary.of(ours),
-        baseline_name=baseline_name,
-        baseline=Summary.of(base),
-        ratio=Summary.of([a / b for a, b in zip(ours, base, strict=True)]),
-        target=target,
-        note=note,
-    )
-
-
 @dataclass
 class Report:
     """Everything one `python -m bench` run measured, plus what it could not measure and why."""
@@ -147,6 +122,34 @@ class Report:
     """Title -> lines (profiles, breakdowns): the 'where the time goes' of the report."""
     environment: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+
+    def add(  # noqa: PLR0913 - a figure's fields, named at every call
+        self,
+        section: str,
+        name: str,
+        unit: str,
+        ours: Sequence[float],
+        base: Sequence[float],
+        *,
+        baseline_name: str,
+        target: Target | None = None,
+        note: str = "",
+    ) -> Figure:
+        """A figure beside its baseline, sample by sample (the ratio is the median of the pairs'),
+        added to the report."""
+        figure = Figure(
+            section=section,
+            name=name,
+            unit=unit,
+            value=Summary.of(ours),
+            baseline_name=baseline_name,
+            baseline=Summary.of(base),
+            ratio=Summary.of([a / b for a, b in zip(ours, base, strict=True)]),
+            target=target,
+            note=note,
+        )
+        self.figures.append(figure)
+        return figure
 
     def add_note(self, title: str, lines: Sequence[str]) -> None:
         self.notes.setdefault(title, []).extend(lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]  # moto's dependency; no stubs in the lock
 
-from bench.stats import Report, Target, paired
+from bench.stats import Report, Target
 from bench.workspace import Workspace, alternate, timed
 from smplcore.localsqs import LOCAL_CREDENTIALS, LocalQueue, create_queue, sqs_server
 from smplcore.logging import configure_logging
@@ -52,17 +52,15 @@ def measure_worker(workspace: Workspace, report: Report) -> None:
             options.repetitions,
             options.warmups,
         )
-    report.figures.append(
-        paired(
-            "worker",
-            "messages/s, handler doing nothing (concurrency 10, one log line each)",
-            "msg/s",
-            rates["worker"],
-            rates["bare"],
-            baseline_name="bare boto3 receive (10) / delete loop, same moto server",
-            target=WORKER_TARGET,
-            note=f"{MESSAGES} messages per run",
-        )
+    report.add(
+        "worker",
+        "messages/s, handler doing nothing (concurrency 10, one log line each)",
+        "msg/s",
+        rates["worker"],
+        rates["bare"],
+        baseline_name="bare boto3 receive (10) / delete loop, same moto server",
+        target=WORKER_TARGET,
+        note=f"{MESSAGES} messages per run",
     )
 
 

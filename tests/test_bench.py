@@ -17,7 +17,7 @@ import pytest
 from bench import asgi_driver, bare_app, counters
 from bench.__main__ import run_sections
 from bench.load import httperf_p99_ms
-from bench.stats import Figure, NotMeasuredError, Report, Target, paired, render_markdown
+from bench.stats import Figure, NotMeasuredError, Report, Target, render_markdown
 from bench.workspace import Options, Workspace
 
 
@@ -70,7 +70,9 @@ def test_without_valgrind_a_count_is_not_measured(
 
 
 def figure(name: str, value: float, baseline: float, target: Target | None = None) -> Figure:
-    return paired("test", name, "s", [value], [baseline], baseline_name="floor", target=target)
+    return Report().add(
+        "test", name, "s", [value], [baseline], baseline_name="floor", target=target
+    )
 
 
 def test_a_failing_section_does_not_stop_the_others(
