@@ -1,14 +1,11 @@
-"""`fleet report` on a fleet of 20 services, a workspace and three bad entries (harness.fleet),
-against the shallow clones alone that it cannot do without, timed in the same run.
+"""`fleet report` and `fleet test-core`, each beside what it cannot do without, in the same run.
 
-Both sides read the same local bare repositories, 8 at a time (`fleet report`'s default --jobs):
-the report is the command line a platform team types, Python start-up and all, with no `gh` on
-PATH (a real gh asks GitHub's API, which no local measurement can stand for); the baseline is one
-`git clone --depth=1 --no-checkout` per entry, run by xargs (no Python in the way).
-
-`fleet test-core` on the fleet of build_core_fleet, against the slowest of its services' own `make
-check` times the rounds its --jobs take: what the checks alone would cost, run as the command runs
-them.
+`fleet report` on a fleet of 20 services, a workspace and three bad entries (harness.fleet), against
+the shallow clones alone. Both sides read the same local bare repositories, 8 at a time (`fleet
+report`'s default --jobs): the report is the command line a platform team types, Python start-up and
+all, with no `gh` on PATH (a real gh asks GitHub's API, which no local measurement can stand for);
+the baseline is one `git clone --depth=1 --no-checkout` per entry, run by xargs (no Python in the
+way).
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable
+from functools import partial
 
 from bench.counters import instructions_of
 from bench.stats import NotMeasuredError, Report, Target
-from bench.workspace import Workspace, alternate, service_modules, timed_command
+from bench.workspace import Workspace, alternate, service_modules, timed
 from harness.commands import run
 
 IMPORT_TARGET = Target("<=", 1.3)
@@ -27,14 +27,12 @@ IMPORTTIME_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$", 
 def cumulative_ms(stderr: str, package: str) -> float:
     """Cumulative time of the top-level (unindented) imports of `package` and its submodules
     (package/__init__ and package.app are both top-level lines of `import package.app`)."""
-    return (
-        sum(
-            int(cumulative)
-            for _, cumulative, indent, module in IMPORTTIME_LINE.findall(stderr)
-            if not indent and (module == package or module.startswith(f"{package}."))
-        )
-        / 1000
-    )
+    top_level = [
+        int(cumulative)
+        for _, cumulative, indent, module in IMPORTTIME_LINE.findall(stderr)
+        if not indent and (module == package or module.startswith(f"{package}."))
+    ]
+    return sum(top_level) / 1000
 
 
 def measure_imports(workspace: Workspace, report: Report) -> None:
@@ -51,23 +49,19 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
     python = str(service / ".venv" / "bin" / "python")
     app, fastapi = f"import {package}.app", "import fastapi"
 
-    def importtime(statement: str, module: str) -> Callable[[], float]:
-        def once() -> float:
-            stderr = run([python, "-X", "importtime", "-c", statement], cwd=service, env=env).stderr
-            return cumulative_ms(stderr, module)
+    def importtime_ms(statement: str, module: str) -> float:
+        stderr = run([python, "-X", "importtime", "-c", statement], cwd=service, env=env).stderr
+        return cumulative_ms(stderr, module)
 
-        return once
-
-    def wall_ms(statement: str) -> Callable[[], float]:
-        once = timed_command([python, "-c", statement], cwd=service, env=env)
-        return lambda: once() * 1000
+    def wall_ms(statement: str) -> float:
+        return timed(lambda: run([python, "-c", statement], cwd=service, env=env)) * 1000
 
     samples = alternate(
         {
-            "app": wall_ms(app),
-            "fastapi": wall_ms(fastapi),
-            "app, importtime": importtime(app, package),
-            "fastapi, importtime": importtime(fastapi, "fastapi"),
+            "app": partial(wall_ms, app),
+            "fastapi": partial(wall_ms, fastapi),
+            "app, importtime": partial(importtime_ms, app, package),
+            "fastapi, importtime": partial(importtime_ms, fastapi, "fastapi"),
         },
         options.repetitions,
         warmups=max(options.warmups, 1),  # the first import writes the .pyc files

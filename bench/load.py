@@ -165,7 +165,6 @@ def prepare_service(workspace: Workspace, path: Path, **env: str) -> Service:
 class Server:
     """A uvicorn process pinned to the server CPU; its pid is uvicorn's own (taskset execs)."""
 
-    name: str
     process: subprocess.Popen[bytes]
     port: int
 
@@ -242,7 +241,7 @@ class Rig:
                 stdout=subprocess.DEVNULL,  # the request log lines
                 stderr=stderr,
             )
-        server = self.servers[name] = Server(name, process, port)
+        server = self.servers[name] = Server(process, port)
         self.stack.callback(server.stop)
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
@@ -483,18 +482,8 @@ def _fixed_rate(
         extra = f" method=POST contents={body}" if endpoint.method == "POST" else ""
         session.write_text(f"{rig.paths[endpoint.key]}{extra}\n")
         headers = rig.service.headers(endpoint.account).items()
-        args = [
-            "taskset",
-            "-c",
-            LOAD_CPU,
-            httperf,
-            "--hog",
-            "-v",
-            "-v",
-            "--timeout",
-            f"{timeout:.3f}",
-        ]
-        args += ["--server", "127.0.0.1", "--rate", str(rate)]
+        args = ["taskset", "-c", LOAD_CPU, httperf, "--hog", "-v", "-v", "--server", "127.0.0.1"]
+        args += ["--timeout", f"{timeout:.3f}", "--rate", str(rate)]
         args += ["--wsesslog", f"{rate * seconds},0,{session}"]
         args += ["--add-header", "".join(f"{key}: {value}\\n" for key, value in headers)]
 
@@ -616,10 +605,8 @@ def measure_postgres_load(workspace: Workspace, report: Report) -> None:
             bare_sql_app.ACCOUNTS_VARIABLE: f"{READER},{WRITER}",
         }
         rig.start("bare-sql", "bare_sql_app:create_app", rig.logs, env)
-        answers = rig.answers("bare-sql")
-        if [w["id"] for w in answers["page"]["data"]] != [
-            w["id"] for w in payloads["page"]["data"]
-        ]:
+        theirs = rig.answers("bare-sql")["page"]["data"]
+        if [w["id"] for w in theirs] != [w["id"] for w in payloads["page"]["data"]]:
             raise RuntimeError("bare FastAPI + SQLAlchemy reads other widgets than the service")
         for endpoint in ENDPOINTS:
             pair = ("service", "bare-sql")
