@@ -4,9 +4,6 @@ No middleware, no authentication, no validation of the body beyond JSON decoding
 each route returns the dict recorded from the real service (BENCH_BARE_PAYLOADS names the JSON file
 holding them). The gap between this and the service is the cost of the core stack and the
 template's code; everything else (uvicorn, uvloop, httptools, FastAPI routing) is in both.
-
-Served by the generated service's own uvicorn and interpreter, so the versions are the same:
-`uvicorn bare_app:create_app --factory`, from a folder of the bench's apps.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Bare FastAPI and SQLAlchemy making the widget queries of a `database: postgres` service.
 
-The baseline of the load test against PostgreSQL: the same statements as the service's
-repository (one widget by id and account; one page of an account's widgets, oldest first, with
-their count; one insert), on the same driver (psycopg) with a pool as large as the service's (both
-hold a connection per load connection, so neither reconnects under load), written with SQLAlchemy
-Core and returned as plain dicts. No middleware, no authentication (each route
-serves one fixed account), no validation beyond JSON decoding. The gap between this and the
-service is what the template adds on top of the database.
-
-Served by the service's own uvicorn and interpreter, from a folder holding only this file:
-`uvicorn bare_sql_app:create_app --factory`, in the service's environment (its DATABASE_URL and
-DATABASE_POOL_SIZE) and with the BENCH_SQL_* variables.
+The baseline of the load test against PostgreSQL: the statements of the service's repository, on
+the same driver (psycopg) with a pool as large as the service's (both hold a connection per load
+connection, so neither reconnects under load), written with SQLAlchemy Core and returned as plain
+dicts. No middleware, no authentication (each route serves one fixed account), no validation
+beyond JSON decoding: the gap between this and the service is what the template adds on top of the
+database. Served by the service's own uvicorn and interpreter, from a folder holding only this
+file, in the service's environment (its DATABASE_URL and DATABASE_POOL_SIZE).
 """
 
 from __future__ import annotations

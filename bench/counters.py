@@ -23,11 +23,6 @@ CALLGRIND_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
 NO_COUNTER = "no instruction counter here: valgrind is missing (`apt-get install valgrind`)"
 
 
-def instructions_of(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> int:
-    """User-space instructions of one run of a command, its child processes included."""
-    return sum(callgrind_totals(args, cwd=cwd, env=env))
-
-
 def callgrind_totals(
     args: Sequence[str], *, cwd: Path, env: Mapping[str, str], dump_before: str = ""
 ) -> list[int]:

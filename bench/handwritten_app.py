@@ -7,9 +7,6 @@ authentication, no request log, no JSON:API negotiation or error documents: the 
 and the generated service is what those cost, plus whatever the core does better than FastAPI.
 It serves the same JSON as the service (the bench checks it before any load): its store starts with
 the widgets of the service's recorded page (bare_app's payloads file), ids and times included.
-
-Served by the generated service's own uvicorn and interpreter, from the folder of the bench's apps:
-`uvicorn handwritten_app:create_app --factory`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from functools import partial
 
-from bench.counters import instructions_of
+from bench.counters import callgrind_totals
 from bench.stats import NotMeasuredError, Report, Target
 from bench.workspace import Workspace, alternate, service_modules, timed
 from harness.commands import run
@@ -87,7 +87,7 @@ def _measure_service(workspace: Workspace, report: Report, database: str) -> Non
     )
     try:  # callgrind's counts of the same command agree to well under 1 %: one run each will do
         counts = {
-            one: instructions_of([python, "-c", one], cwd=service, env=env)
+            one: sum(callgrind_totals([python, "-c", one], cwd=service, env=env))
             for one in (app, fastapi)
         }
     except NotMeasuredError as missing:

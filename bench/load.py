@@ -2,12 +2,9 @@
 
 Every server is the service's own interpreter and uvicorn with the same flags, pinned to CPU 0,
 while wrk runs on CPU 1, on loopback only; requests carry a valid account token (minted from the
-service's own settings), and the request logs stay on (sent to /dev/null). The servers (E, the
-generated service; B, the same API hand-written, its anchor; A, bare FastAPI; C, the core on A's
-handlers; D, a minimal request-log layer on them) must serve E's JSON before any load, then take
-turns in rounds of alternating order. httperf, an open-loop generator, then sends each endpoint to
-E and B at half E's capacity: its p99 counts from each request's scheduled send, so a pause in the
-server shows in full.
+service's own settings), and the request logs stay on (sent to /dev/null). httperf, an open-loop
+generator, sends each endpoint to E and B at a fixed rate: its p99 counts from each request's
+scheduled send, so a pause in the server shows in full.
 """
 
 from __future__ import annotations
@@ -356,7 +353,8 @@ def ensure_tool(name: str) -> str | None:
 
 def anchor_apps(workspace: Workspace, service: Service) -> tuple[Path, dict[str, tuple[str, Any]]]:
     """A folder of the bench's apps, of its own so that nothing else of bench/ is importable, and
-    the app and environment of B, A, C and D, which serve E's answers recorded in payloads.json."""
+    the app and environment of B, A, C and D, which serve E's answers recorded in payloads.json.
+    Each is served by the service's own uvicorn and interpreter, so the versions are the same."""
     apps = workspace.fresh("apps", create=True)
     for name in ("bare_app.py", "handwritten_app.py", "asgi_driver.py"):
         shutil.copy2(BENCH_DIR / name, apps / name)
