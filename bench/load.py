@@ -217,7 +217,7 @@ class Rig:
 
     def __init__(self, workspace: Workspace, service: Service, stack: ExitStack) -> None:
         self.workspace, self.service, self.stack = workspace, service, stack
-        wrk = ensure_tool("wrk")
+        wrk = shutil.which("wrk")
         if wrk is None:
             raise RuntimeError("the load sections need wrk: `sudo apt-get install -y wrk`")
         self.wrk = wrk
@@ -338,19 +338,6 @@ def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
     return document
 
 
-def ensure_tool(name: str) -> str | None:
-    """The Debian package `name`'s command, installed with apt-get when missing and running as
-    root; None when it cannot be had."""
-    found = shutil.which(name)
-    if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    print(f"{name} is missing: installing it with apt-get (running as root)", flush=True)
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], env=env, timeout=300, check=False)
-    run(["apt-get", "install", "-y", "-qq", name], env=env, timeout=300, check=False)
-    return shutil.which(name)
-
-
 def anchor_apps(workspace: Workspace, service: Service) -> tuple[Path, dict[str, tuple[str, Any]]]:
     """A folder of the bench's apps, of its own so that nothing else of bench/ is importable, and
     the app and environment of B, A, C and D, which serve E's answers recorded in payloads.json.
@@ -463,7 +450,7 @@ def _fixed_rate(
     workspace: Workspace, report: Report, rig: Rig, results: Mapping[Endpoint, dict[str, list[Run]]]
 ) -> None:
     """E's and B's p99 at the same fixed rate, half of E's capacity, per endpoint (open loop)."""
-    httperf = ensure_tool("httperf")
+    httperf = shutil.which("httperf")
     if httperf is None:
         report.not_measured.append(
             "load: p99 at a fixed rate: needs httperf (`apt-get install httperf`)"
