@@ -62,16 +62,14 @@ def _beside_copier(
 
 def measure_copy(workspace: Workspace, report: Report) -> None:
     """`copier copy` from a tag, with its tasks, defaults and all options, against its floor."""
-    options = workspace.options
+    options, env = workspace.options, workspace.env
     for label, extra in (("defaults", {}), ("all options", ALL_OPTIONS)):
         data = {**workspace.answers, **extra}
 
         def once(data: dict[str, str] = data) -> float:
             destination = workspace.fresh("copy")
             started = time.perf_counter()
-            result = copy(
-                workspace.template, destination, data, vcs_ref=workspace.tag, env=workspace.env
-            )
+            result = copy(workspace.template, destination, data, vcs_ref=workspace.tag, env=env)
             seconds = time.perf_counter() - started
             _check_tasks_ran(destination, result.stdout + result.stderr)
             workspace.discard(destination)

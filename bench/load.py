@@ -298,8 +298,7 @@ class Rig:
         return Run(int(match.group(1)), int(match.group(2)) / 1e6, cpu_seconds)
 
     def rounds(self, endpoint: Endpoint) -> dict[str, list[Run]]:
-        """A warm-up round, then rounds in which every server takes its turn, in alternating
-        order."""
+        """A warm-up round, then rounds in which the servers take turns, in alternating order."""
         seconds, rounds = self.workspace.options.load_seconds, self.workspace.options.load_rounds
         actions = {name: partial(self.run, endpoint, name, seconds) for name in self.servers}
         return alternate(actions, rounds, warmups=1)

@@ -28,12 +28,11 @@ class Summary:
     def of(cls, samples: Sequence[float]) -> Summary:
         return cls(statistics.median(samples), min(samples), max(samples), tuple(samples))
 
-    def format(self, unit: str = "") -> str:
-        suffix = f" {unit}" if unit else ""
+    def format(self, unit: str) -> str:
+        text = f"{format_number(self.median)} {unit}"
         if len(self.samples) == 1:
-            return f"{format_number(self.median)}{suffix}"
-        low, high = format_number(self.minimum), format_number(self.maximum)
-        return f"{format_number(self.median)}{suffix} ({low}-{high})"
+            return text
+        return f"{text} ({format_number(self.minimum)}-{format_number(self.maximum)})"
 
 
 class NotMeasuredError(RuntimeError):
@@ -229,10 +228,6 @@ def render_json(report: Report) -> str:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(report.started)),
         "environment": report.environment,
         "figures": [{**asdict(figure), "verdict": figure.verdict()} for figure in report.figures],
-        "budgets": [
-            dict(zip(("figure", "measured", "goal", "verdict"), row, strict=True))
-            for row in budget_rows(report)
-        ],
         "errors": report.errors,
         "not_measured": report.not_measured,
         "notes": report.notes,

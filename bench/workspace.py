@@ -85,12 +85,9 @@ class Workspace:
         return path
 
     def reference_service(self, database: str = "none") -> Path:
-        """One service generated with the defaults (and `database`), installed with
-        `uv sync --locked`.
-
-        Built on first use and shared by the import and load sections, which measure a service
-        rather than its generation. `--service` replaces the default variant only.
-        """
+        """One service generated with the defaults (and `database`) and `uv sync`ed, built on first
+        use and shared by the sections that measure a service rather than its generation.
+        `--service` replaces the default variant only."""
         if database == "none" and self.options.service is not None:
             return self.options.service.resolve()
         if database not in self._references:
