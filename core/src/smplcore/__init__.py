@@ -75,7 +75,7 @@ if TYPE_CHECKING:  # deprecated here (they need the `testing` extra): see __geta
     from smplcore.testing import assert_jsonapi_response as assert_jsonapi_response
     from smplcore.testing import make_account_token as make_account_token
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"
 
 
 def __getattr__(name: str) -> Any:
