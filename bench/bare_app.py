@@ -85,8 +85,7 @@ class MinimalRequestLog:
     in a contextvar and echoed on the response, and one JSON line per request with the time,
     request id, method, path, status and duration, written like the core's. No authentication,
     no content negotiation, no media type, no error documents: what the core stack costs beyond
-    this layer is the price of those.
-    """
+    this layer is the price of those."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -2,11 +2,11 @@
 
 What a team writes without the template: an `APIRouter("/widgets")` included in an
 `APIRouter("/v1")`, pydantic models for the request and response documents, one dependency for the
-store (widgets kept in the process, one account's, listed oldest first like the service's). No
-authentication, no request log, no JSON:API negotiation or error documents: the gap between this
-and the generated service is what those cost, plus whatever the core does better than FastAPI.
-It serves the same JSON as the service (the bench checks it before any load): its store starts with
-the widgets of the service's recorded page (bare_app's payloads file), ids and times included.
+store (widgets kept in the process, listed oldest first like the service's). No authentication, no
+request log, no JSON:API negotiation or error documents: the gap between this and the generated
+service is what those cost, plus whatever the core does better than FastAPI. It serves the same
+JSON as the service (checked before any load): each caller (`Authorization`, never verified; the
+POSTs are another account's, as for the service) has a store of the recorded page's widgets.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from pydantic import BaseModel, ConfigDict, Field
 
 PAYLOADS_VARIABLE = "BENCH_BARE_PAYLOADS"
-"""bare_app's payloads file: the page's widgets seed the store. A literal, not an import: each app
-is served from a folder of its own files only."""
+"""bare_app's payloads file: its page's widgets seed each store (a literal: the app's folder holds
+only its own files)."""
 
 
 class WidgetCreate(BaseModel):
@@ -89,8 +89,8 @@ class WidgetPage(BaseModel):
 
 
 class WidgetStore:
-    def __init__(self) -> None:
-        self.widgets: dict[str, WidgetAttributes] = {}
+    def __init__(self, widgets: dict[str, WidgetAttributes]) -> None:
+        self.widgets = dict(widgets)
 
     def page(self, offset: int, limit: int) -> tuple[list[tuple[str, WidgetAttributes]], int]:
         ordered = sorted(self.widgets.items(), key=lambda item: (item[1].created_at, item[0]))
@@ -98,8 +98,11 @@ class WidgetStore:
 
 
 async def get_store(request: Request) -> WidgetStore:
-    store: WidgetStore = request.app.state.store
-    return store
+    stores: dict[str, WidgetStore] = request.app.state.stores
+    caller = request.headers.get("authorization", "")
+    if caller not in stores:
+        stores[caller] = WidgetStore(request.app.state.seeded)
+    return stores[caller]
 
 
 StoreDep = Annotated[WidgetStore, Depends(get_store)]
@@ -169,11 +172,12 @@ def _document(widget_id: str, widget: WidgetAttributes, url: str) -> WidgetDocum
 
 def create_app() -> FastAPI:
     app = FastAPI()
-    app.state.store = store = WidgetStore()
+    app.state.stores = {}
+    app.state.seeded = seeded = {}
     payloads = os.environ.get(PAYLOADS_VARIABLE)
     if payloads:
         for widget in json.loads(Path(payloads).read_text())["page"]["data"]:
-            store.widgets[widget["id"]] = WidgetAttributes.model_validate(widget["attributes"])
+            seeded[widget["id"]] = WidgetAttributes.model_validate(widget["attributes"])
     api = APIRouter(prefix="/v1")
     api.include_router(router)
     app.include_router(api)

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from bench import asgi_driver, bare_app, counters
+from bench import asgi_driver, bare_app, counters, handwritten_app
 from bench.__main__ import run_sections
 from bench.load import httperf_p99_ms
 from bench.stats import Figure, NotMeasuredError, Report, Target, render_markdown
@@ -167,3 +168,22 @@ def test_a_fixed_rate_httperf_did_not_hold_is_not_measured() -> None:
         httperf_p99_ms(httperf(fast=93, slow=0, timeouts=2))
     with pytest.raises(RuntimeError, match="other than 2xx"):
         httperf_p99_ms(httperf(fast=94, slow=1).replace("4xx=0", "4xx=1"))
+
+
+def test_the_hand_written_app_keeps_each_callers_widgets_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's page stays the seeded widgets however many another caller creates, as the service's
+    reader account does while the load POSTs as another account (else B's page sorts them all)."""
+    times = {"created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+    seeded = {"id": "seeded", "attributes": {"name": "a", "description": None, **times}}
+    payloads = tmp_path / "payloads.json"
+    payloads.write_text(json.dumps({"page": {"data": [seeded]}}))
+    monkeypatch.setenv(handwritten_app.PAYLOADS_VARIABLE, str(payloads))
+    client = TestClient(handwritten_app.create_app())
+    reader, writer = {"Authorization": "Bearer reader"}, {"Authorization": "Bearer writer"}
+    new = {"data": {"type": "widgets", "attributes": {"name": "new"}}}
+    assert client.post("/v1/widgets", json=new, headers=writer).status_code == 201
+    page = client.get("/v1/widgets", headers=reader).json()
+    assert [widget["id"] for widget in page["data"]] == ["seeded"]
+    assert client.get("/v1/widgets", headers=writer).json()["meta"]["total"] == 2
