@@ -154,7 +154,8 @@ def test_a_request_whose_trace_is_not_sampled_records_nothing_but_passes_its_ids
     assert [line["event"] for line in lines] == ["calling", "request"] * 2
     for pair, headers in ((own, sent[0]), (theirs, sent[1])):
         trace_id, span_id = pair[0]["trace_id"], pair[0]["span_id"]
-        assert re.fullmatch("[0-9a-f]{32}", trace_id) and re.fullmatch("[0-9a-f]{16}", span_id)
+        assert re.fullmatch("[0-9a-f]{32}", trace_id)
+        assert re.fullmatch("[0-9a-f]{16}", span_id)
         assert (pair[1]["trace_id"], pair[1]["span_id"]) == (trace_id, span_id)
         assert headers["traceparent"] == f"00-{trace_id}-{span_id}-00"
     assert own[0]["trace_id"] != CALLER_TRACE
