@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -54,8 +53,10 @@ RSS_TARGET = Target("<=", 1.25)
 """The service's memory before load at most 1.25x bare FastAPI's."""
 POSTGRES_CPU_TARGET = Target("<=", 1.2)
 """DESIGN.md: with PostgreSQL, the service's server CPU per request at most 1.2x the bare app's."""
-TELEMETRY_TARGET = Target(">=", 0.95)
-"""DESIGN.md: tracing on (10 % sampled) and metrics on cost at most 5 % of the throughput."""
+TELEMETRY_TARGET = Target("<=", 1.05)
+"""DESIGN.md: tracing on (10 % sampled) and metrics on cost at most 5 % of the throughput, judged
+on the server's CPU per request: the OTLP receiver shares the machine, and its decoding of the
+traced service's spans must not count against the service's request rate."""
 CLIENT_TARGET = Target("<=", 1.2)
 """The core's client: at most 1.2x the time of a bare httpx.AsyncClient call."""
 
@@ -66,6 +67,8 @@ SERVER_NAMES = {
     "core": "C the core on A's handlers",
     "minimal": "D a minimal request-id + log-line layer on A",
     "bare-sql": "bare FastAPI + SQLAlchemy, same queries",
+    "traced": "the service, tracing (10 %) and metrics on",
+    "plain": "the same service, both off",
 }
 COMPARISONS = (
     ("service", "handwritten"),
@@ -632,8 +635,9 @@ the plain service, by a bare httpx.AsyncClient and by the core's InternalClient.
 def measure_telemetry(workspace: Workspace, report: Report) -> None:
     """Tracing (10 %) and metrics on against both off, and the core's client against httpx.
 
-    The traced service (spans exported to a local OTLP receiver) shares CPU 0 with the same
-    service with both off; the clients call the plain service."""
+    The traced service (spans exported to a local OTLP receiver) and the same service with both
+    off take turns under load, as the load section's servers do; the clients call the plain
+    service."""
     from smplcore.testing import otlp_receiver  # noqa: PLC0415 - the tooling's core, not the service's
 
     options = workspace.options
@@ -645,24 +649,13 @@ def measure_telemetry(workspace: Workspace, report: Report) -> None:
         for name, env in (("plain", service.env), ("traced", {**service.env, **traced_env})):
             rig.start(name, service.app, service.path, env)
             rig.seed(name)
-        # The kernel gives two busy processes on one CPU equal time, so the ratio of their request
-        # rates is the ratio of their costs per request, measured under the same conditions.
-        with ThreadPoolExecutor(2) as pool:
-            for endpoint in ENDPOINTS[1:]:  # the page and the POST: the same path on both servers
-                load = partial(rig.run, endpoint, seconds=options.load_seconds)
-                rounds = [
-                    list(pool.map(load, ("plain", "traced"))) for _ in range(options.load_rounds)
-                ]
-                report.add(
-                    "telemetry",
-                    f"{endpoint.name}, tracing (10 %) and metrics on, sharing a CPU",
-                    "req/s",
-                    [on.requests_per_second() for _, on in rounds],
-                    [off.requests_per_second() for off, _ in rounds],
-                    baseline_name="the same service, both off, at the same time",
-                    target=TELEMETRY_TARGET,
-                    note=f"{len(receiver.spans())} spans exported so far (in batches)",
-                )
+        for endpoint in ENDPOINTS[1:]:  # the page and the POST: the same path on both servers
+            figures = compare(
+                report, "telemetry", endpoint, ("traced", "plain"), rig.rounds(endpoint)
+            )
+            figures["us"].target = TELEMETRY_TARGET
+        if not receiver.spans():
+            raise RuntimeError("the traced service exported no span")
         script = CLIENT_SCRIPT.format(package=service.package, core=service.core)
         python = str(service.path / ".venv" / "bin" / "python")
         args = ["taskset", "-c", LOAD_CPU, python, "-c", script, rig.servers["plain"].url()]

@@ -4,6 +4,8 @@ trace ids in every log line, EMF metrics on the request line; and nothing of it 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 from typing import Any
@@ -120,6 +122,47 @@ def test_trace_headers_carry_the_current_span(receiver: OtlpReceiver) -> None:
     assert headers["traceparent"].startswith(f"00-{sent.trace_id}-{sent.span_id}-")
     assert (received.trace_id, received.parent_span_id) == (sent.trace_id, sent.span_id)
     assert (sent.kind, received.kind) == ("PRODUCER", "CONSUMER")
+
+
+def test_a_request_whose_trace_is_not_sampled_records_nothing_but_passes_its_ids_on(
+    receiver: OtlpReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its lines and its calls still share one trace id, so that its callee follows the
+    decision and a search by trace id finds every line of it."""
+    telemetry = TelemetrySettings(otlp_endpoint=receiver.endpoint, trace_sample_ratio=0)
+    app = FastAPI()
+    install_core(app, settings_with(telemetry), access=AccessPolicy(public_paths={"/call"}))
+    sent: list[dict[str, str]] = []
+
+    @app.get("/call")
+    async def call() -> dict[str, Any]:
+        with span("prepare the call"):
+            logging.getLogger("orders").info("calling")
+            sent.append(trace_headers())
+        return {"meta": {}}
+
+    client = TestClient(app)
+    assert client.get("/call").status_code == 200
+    caller = f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"
+    followed = client.get("/call", headers={"traceparent": caller, "tracestate": "vendor=on"})
+    assert followed.status_code == 200
+    start_telemetry(TelemetrySettings(), service_name="orders")  # off: every span is sent
+    assert receiver.spans() == []
+    lines = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    lines = [line for line in lines if line["logger"] in {"orders", "smplcore.request"}]
+    own, theirs = lines[:2], lines[2:4]
+    assert [line["event"] for line in lines] == ["calling", "request"] * 2
+    for pair, headers in ((own, sent[0]), (theirs, sent[1])):
+        trace_id, span_id = pair[0]["trace_id"], pair[0]["span_id"]
+        assert re.fullmatch("[0-9a-f]{32}", trace_id)
+        assert re.fullmatch("[0-9a-f]{16}", span_id)
+        assert (pair[1]["trace_id"], pair[1]["span_id"]) == (trace_id, span_id)
+        assert headers["traceparent"] == f"00-{trace_id}-{span_id}-00"
+    assert own[0]["trace_id"] != CALLER_TRACE
+    assert theirs[0]["trace_id"] == CALLER_TRACE
+    assert theirs[0]["span_id"] != CALLER_SPAN
+    assert "tracestate" not in sent[0]
+    assert sent[1]["tracestate"] == "vendor=on"
 
 
 def test_metrics_are_embedded_in_the_request_line(capsys: pytest.CaptureFixture[str]) -> None:

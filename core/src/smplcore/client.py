@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from smplcore._log_lines import JSON_MEMBERS
 from smplcore.auth import InternalTokens
 from smplcore.errors import ServiceUnavailableError, SmplkitError, error_from_status
 from smplcore.jsonapi import JSONAPI_MEDIA_TYPE
@@ -249,7 +250,7 @@ class _Call:
         }
         if self.failure is not None:
             fields["failure"] = self.failure
-        call_metrics(fields, failed=failed)
+        fields[JSON_MEMBERS] = call_metrics(failed=failed)
         _logger.log(logging.WARNING if failed else logging.INFO, "call", extra=fields)
 
 

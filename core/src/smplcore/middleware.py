@@ -98,7 +98,11 @@ class RequestContextMiddleware:
         context = RequestContext(request_id)
         token = request_context.set(context)
         telemetry = self.telemetry
-        span = None if telemetry is None else telemetry.request_started(scope["method"], headers)
+        span = (
+            None
+            if telemetry is None
+            else telemetry.request_started(scope["method"], headers, context)
+        )
         path: str = scope["path"]
         refusal = _negotiation_refusal(headers) or self._authentication_refusal(
             path, headers, context
