@@ -77,10 +77,10 @@ class Tracing:
 
     Whether a trace is sampled is decided here, before the SDK sees it. A request whose trace is
     not sampled makes no OpenTelemetry object at all: its ids stay in the core's own request
-    context, which costs a tenth of an unrecorded span made current (most of the cost of
-    tracing at 10 %, bench telemetry). Elsewhere a span of a trace that is not sampled is a
-    ``NonRecordingSpan`` (ids only, as the SDK makes one), a fifth of the SDK's ``start_span``.
-    The SDK is given only what is sampled, and records all of it.
+    context, a fifth of the cost of an unrecorded span made current (bench telemetry). Elsewhere
+    a span of a trace that is not sampled is a ``NonRecordingSpan`` (ids only, as the SDK makes
+    one), a fifth of the SDK's ``start_span``. The SDK is given only what is sampled, and records
+    all of it.
     """
 
     def __init__(self, telemetry: TelemetrySettings, service_name: str) -> None:
@@ -113,10 +113,7 @@ class Tracing:
                 carrier["tracestate"] = tracestate.decode("latin-1")
             parent = _propagator.extract(carrier)
             caller = trace.get_current_span(parent).get_span_context()
-        sampled = (
-            caller.trace_flags.sampled if caller.is_valid else random.random() < self.ratio  # noqa: S311 - a sampling draw, not a secret
-        )
-        if not sampled:
+        if not self._sampled(caller):
             ids = self.provider.id_generator
             if caller.is_valid:
                 trace_id, trace_state = caller.trace_id, caller.trace_state.to_header() or None
@@ -140,11 +137,7 @@ class Tracing:
         """A child of ``parent``'s span (else of the current one), recorded if its trace is
         sampled: as its parent was, or, for a trace's first span, at the settings' ratio."""
         parent_context = trace.get_current_span(parent).get_span_context()
-        if parent_context.is_valid:
-            sampled = parent_context.trace_flags.sampled
-        else:
-            sampled = random.random() < self.ratio  # noqa: S311 - a sampling draw, not a secret
-        if sampled:
+        if self._sampled(parent_context):
             return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         ids = self.provider.id_generator
         context = SpanContext(
@@ -157,6 +150,12 @@ class Tracing:
             trace_state=parent_context.trace_state,
         )
         return NonRecordingSpan(context)
+
+    def _sampled(self, parent: SpanContext) -> bool:
+        """As ``parent`` was, or for a trace that starts here, at the settings' ratio."""
+        if parent.is_valid:
+            return bool(parent.trace_flags.sampled)
+        return random.random() < self.ratio  # noqa: S311 - a sampling draw, not a secret
 
     def end_request(self, started: object | None, route: str | None, status: int) -> None:
         if started is None:  # not sampled
