@@ -77,7 +77,7 @@ class Tracing:
 
     Whether a trace is sampled is decided here, before the SDK sees it. A request whose trace is
     not sampled makes no OpenTelemetry object at all: its ids stay in the core's own request
-    context, a fifth of the cost of an unrecorded span made current (bench telemetry). Elsewhere
+    context, a fifth of the cost of an unrecorded span made current (timed in-process). Elsewhere
     a span of a trace that is not sampled is a ``NonRecordingSpan`` (ids only, as the SDK makes
     one), a fifth of the SDK's ``start_span``. The SDK is given only what is sampled, and records
     all of it.

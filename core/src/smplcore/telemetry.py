@@ -125,9 +125,7 @@ def start_telemetry(
         from smplcore._tracing import Tracing  # noqa: PLC0415 - only a traced service imports the SDK
 
         _active.tracing = Tracing(telemetry, service_name)
-    _active.metrics = (
-        Metrics(telemetry.metrics_namespace, service_name) if telemetry.metrics else None
-    )
+    _active.metrics = Metrics(telemetry.metrics_namespace) if telemetry.metrics else None
     set_trace_members(None if _active.tracing is None else _active.tracing.log_members)
     if _active.tracing is None and _active.metrics is None:
         return None
@@ -190,8 +188,7 @@ class Metrics:
     (never its path), the callee of a call.
     """
 
-    def __init__(self, namespace: str, service: str) -> None:
-        self.service = service
+    def __init__(self, namespace: str) -> None:
         self.request_directive = self._directive(
             namespace, [["service", "method", "route"], ["service"]]
         )
@@ -199,8 +196,8 @@ class Metrics:
 
     @staticmethod
     def _directive(namespace: str, dimensions: list[list[str]]) -> str:
-        """The directive, encoded once: encoding it on every line cost a request 3 us, half of
-        what metrics cost (bench telemetry)."""
+        """The directive, encoded once: encoding it on every line cost each request line 3 us
+        (timed in-process), 1.5 % of a POST's server CPU (bench telemetry)."""
         directive = {
             "Namespace": namespace,
             "Dimensions": dimensions,
