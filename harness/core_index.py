@@ -106,14 +106,25 @@ def serving_index(
     root: Path, password: str, ssl_context: ssl.SSLContext | None = None
 ) -> Iterator[str]:
     """The index at `root` served on a free loopback port to the user aws with `password` only,
-    as CodeArtifact serves it (over TLS with `ssl_context`); yields its URL."""
+    as CodeArtifact serves it (over TLS with `ssl_context`, under a path of its own); yields its
+    URL.
+
+    The path is new for every server: uv caches an index's pages by URL, across runs, and a later
+    server on the same port must never be answered from an earlier one's pages (a lock made
+    from another run's core).
+    """
     expected = "Basic " + base64.b64encode(f"aws:{password}".encode()).decode()
+    prefix = f"/{secrets.token_hex(8)}/"
 
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.headers.get("Authorization") != expected:
                 self.send_error(401, "Unauthorized")
                 return
+            if not self.path.startswith(prefix):
+                self.send_error(404, "Not Found")
+                return
+            self.path = self.path.removeprefix(prefix[:-1])
             super().do_GET()
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
@@ -126,7 +137,7 @@ def serving_index(
     thread.start()
     try:
         scheme = "https" if ssl_context else "http"
-        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}{prefix}"
     finally:
         server.shutdown()
         server.server_close()

@@ -8,13 +8,18 @@ each test once. The release workflow's helper script is tested here too.
 
 from __future__ import annotations
 
+import base64
 import re
+import ssl
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -471,6 +476,25 @@ def index(tmp_path: Path) -> Iterator[tuple[Path, PrivateIndex]]:
     root.mkdir()
     with serving_private_index(root, tmp_path) as served:
         yield root, served
+
+
+def test_each_served_index_has_a_url_of_its_own(tmp_path: Path) -> None:
+    """uv caches an index's pages by URL: a server on a port an earlier one used must not share
+    its URLs, or a lock is made from the earlier index's pages."""
+    (tmp_path / "simple").mkdir()
+    urls = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        with serving_private_index(tmp_path / "simple", tmp_path / name) as served:
+            urls.append(served.url)
+            root = urlsplit(served.url)._replace(path="/").geturl()
+            request = urllib.request.Request(root)  # noqa: S310 - the loopback server above
+            credentials = base64.b64encode(f"aws:{served.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {credentials}")
+            context = ssl.create_default_context(cafile=served.ca_bundle)
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(request, context=context)  # noqa: S310
+    assert urlsplit(urls[0]).path != urlsplit(urls[1]).path
 
 
 def core_files(folder: Path, version: str) -> list[Path]:
